@@ -1,0 +1,1 @@
+"""Model integrations, imported as ``pinnacle.ext.<name>``."""

@@ -1,0 +1,252 @@
+"""TextEncoder: sentence embeddings from any transformers encoder (AutoModel + pooling)."""
+
+from __future__ import annotations
+
+import dataclasses as dc
+import json
+import logging
+import shutil
+import tempfile
+import threading
+import typing as t
+from pathlib import Path
+
+import numpy as np
+
+from pinnacle.base.artifacts import ArtifactRef
+from pinnacle.components.datatype import Vector
+from pinnacle.components.model import Model, Signature
+from pinnacle.errors import ConfigError
+from pinnacle.ext.transformers._hf import (
+    NativeCache,
+    check_text,
+    chunks,
+    read_json,
+    save_pretrained,
+    torch_module,
+    transformers_module,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TextEncoder", "POOLINGS"]
+
+Pooling = t.Literal["mean", "cls"]
+POOLINGS: tuple[str, ...] = t.get_args(Pooling)
+
+_cache = NativeCache(size=4)
+
+
+@dc.dataclass(frozen=True)
+class _Settings:
+    pooling: str
+    normalize: bool
+    max_length: int
+
+
+@dc.dataclass(kw_only=True, repr=False)
+class TextEncoder(Model):
+    """One vector per text from a transformers encoder: tokenize, run ``AutoModel``, pool.
+
+    With mean pooling and the model's own normalisation it gives the vectors of
+    sentence-transformers for the same checkpoint. Settings left at ``None`` are read
+    from the checkpoint's sentence-transformers files when it has them
+    (``1_Pooling/config.json``, ``modules.json``, ``sentence_bert_config.json``). At
+    apply, the tokenizer and weights are saved with ``save_pretrained`` (safetensors)
+    into the database's artifact store, so ``db.load`` works where the folder is gone.
+
+    Args:
+        model: A local model folder or a model name (read from the local Hugging Face cache).
+        pooling: ``'mean'`` (average of the token vectors, padding excluded) or ``'cls'``
+            (the first token's vector). ``None``: the checkpoint's pooling, else ``'mean'``.
+        normalize: Scale vectors to length 1. ``None``: as the checkpoint says (a
+            ``Normalize`` module in ``modules.json``), else ``False``.
+        max_length: Tokens kept per text. ``None``: ``max_seq_length`` of the checkpoint,
+            else the tokenizer's limit (at most 512).
+        batch_size: Texts per forward pass.
+        query_prefix: Prepended to search queries (e.g. ``'query: '`` for E5 models).
+        document_prefix: Prepended to rows (e.g. ``'passage: '``).
+
+    Example:
+        >>> enc = TextEncoder("minilm", model="all-MiniLM-L6-v2", pooling="mean", normalize=True)
+        >>> enc.signature, enc.batch_size
+        ('singleton', 32)
+    """
+
+    max_input_chars: t.ClassVar[int] = 100_000
+    uuid_excludes: t.ClassVar[frozenset[str]] = Model.uuid_excludes | {"batch_size"}
+
+    signature: Signature = "singleton"
+    model: str
+    pooling: t.Optional[Pooling] = None
+    normalize: t.Optional[bool] = None
+    max_length: t.Optional[int] = None
+    batch_size: int = 32
+    query_prefix: str = ""
+    document_prefix: str = ""
+
+    _artifact: t.Optional[ArtifactRef] = dc.field(default=None, init=False, repr=False, compare=False)
+    _saved: t.Optional[str] = dc.field(default=None, init=False, repr=False, compare=False)
+    _lock: threading.Lock = dc.field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+    _native: t.Any = dc.field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self, db=None, artifacts=None) -> None:
+        owner = f"TextEncoder {self.identifier!r}"
+        if isinstance(self.model, Path):
+            self.model = str(self.model)
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError(f"{owner}: model must be a model folder or name, got {self.model!r}.")
+        if self.pooling is not None and self.pooling not in POOLINGS:
+            raise ConfigError(f"{owner}: pooling {self.pooling!r} is not valid; valid ones are {list(POOLINGS)}.")
+        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length <= 1):
+            raise ConfigError(f"{owner}: max_length must be an integer above 1, got {self.max_length!r}.")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size <= 0:
+            raise ConfigError(f"{owner}: batch_size must be a positive integer, got {self.batch_size!r}.")
+        super().__post_init__(db, artifacts)
+
+    # -- loading ------------------------------------------------------------------------
+    def _source(self) -> str:
+        return str(self._artifact.path()) if self._artifact is not None else self.model
+
+    @property
+    def native(self) -> tuple[t.Any, t.Any, _Settings]:
+        """``(tokenizer, model, settings)``, loaded on first use (once per process and device)."""
+        if self._native is None:
+            with self._lock:
+                if self._native is None:
+                    source, device = self._source(), self.resolved_device()
+                    tokenizer, network = _cache.get((source, device), lambda: _load(source, device))
+                    self._native = (tokenizer, network, self._settings(source, tokenizer, network))
+        return self._native
+
+    def _settings(self, source: str, tokenizer: t.Any, network: t.Any) -> _Settings:
+        modules = read_json(source, "modules.json") or []
+        pooling = self.pooling
+        if pooling is None:
+            pooling = "mean"
+            for module in modules:
+                if module.get("type", "").endswith("Pooling"):
+                    config = read_json(source, f"{module['path']}/config.json") or {}
+                    if config.get("pooling_mode_cls_token") or config.get("pooling_mode") == "cls":
+                        pooling = "cls"
+        normalize = self.normalize
+        if normalize is None:
+            normalize = any(m.get("type", "").endswith("Normalize") for m in modules)
+        max_length = self.max_length
+        if max_length is None:
+            max_length = (read_json(source, "sentence_bert_config.json") or {}).get("max_seq_length")
+        if max_length is None:
+            limits = [tokenizer.model_max_length, getattr(network.config, "max_position_embeddings", None), 512]
+            max_length = min(int(x) for x in limits if isinstance(x, int) and x > 0)
+        return _Settings(pooling, bool(normalize), int(max_length))
+
+    # -- artifacts ----------------------------------------------------------------------
+    def dump_artifacts(self) -> dict[str, t.Any]:
+        """The tokenizer and weights (safetensors), saved with ``save_pretrained``."""
+        if self._artifact is not None:
+            return {"model": self._artifact}
+        tokenizer, network, settings = self.native
+        folder = tempfile.mkdtemp(prefix="pinnacle-hf-")
+        save_pretrained(tokenizer, folder)
+        save_pretrained(network, folder)
+        _write_st_settings(Path(folder), settings, network.config.hidden_size)
+        self._saved = folder
+        return {"model": Path(folder)}
+
+    def on_artifacts_loaded(self, artifacts: dict[str, t.Any]) -> None:
+        ref = artifacts.get("model")
+        if isinstance(ref, ArtifactRef):
+            self._artifact = ref
+        if self._saved is not None:  # packed into the store: the temporary copy is no longer needed
+            shutil.rmtree(self._saved, ignore_errors=True)
+            self._saved = None
+
+    # -- prediction ---------------------------------------------------------------------
+    def encode(self, texts: t.Sequence[str], *, is_query: bool = False) -> np.ndarray:
+        """Embeddings of ``texts`` as a ``(len(texts), dim)`` float32 array.
+
+        Args:
+            texts: The texts (each stripped of surrounding whitespace, as sentence-transformers does).
+            is_query: Use ``query_prefix`` instead of ``document_prefix``.
+        """
+        torch = torch_module()
+        tokenizer, network, settings = self.native
+        prefix = self.query_prefix if is_query else self.document_prefix
+        device = next(network.parameters()).device
+        out = []
+        for batch in chunks([prefix + str(x).strip() for x in texts], self.batch_size):
+            features = tokenizer(
+                list(batch), padding=True, truncation=True, max_length=settings.max_length, return_tensors="pt"
+            )
+            features = {k: v.to(device) for k, v in features.items()}
+            with torch.inference_mode():
+                hidden = network(**features).last_hidden_state
+            if settings.pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                mask = features["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            if settings.normalize:
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+            out.append(pooled.float().cpu().numpy())
+        if not out:
+            return np.zeros((0, self.infer_datatype().dim), dtype=np.float32)
+        return np.concatenate(out)
+
+    def predict(self, x: str) -> np.ndarray:
+        """The embedding of one text (the document side)."""
+        return self.encode([x])[0]
+
+    def predict_batches(self, inputs: t.Sequence[t.Any]) -> list[np.ndarray]:
+        """Embeddings of many texts (the document side), in batches of ``batch_size``."""
+        return list(self.encode(list(inputs)))
+
+    def predict_query(self, x: t.Any) -> np.ndarray:
+        """The embedding of a search query (with ``query_prefix``)."""
+        return self.encode([x], is_query=True)[0]
+
+    def validate_input(self, x: t.Any) -> t.Optional[str]:
+        return check_text(x, self.max_input_chars)
+
+    def infer_datatype(self) -> Vector:
+        """``Vector(hidden_size, 'float32')`` from the model's config."""
+        return Vector(int(self.native[1].config.hidden_size), "float32")
+
+    @property
+    def similarity_fn_name(self) -> str:
+        return "cosine"
+
+
+def _load(source: str, device: str) -> tuple[t.Any, t.Any]:
+    transformers = transformers_module()
+    logger.info("Loading transformers encoder %s on %s", source, device)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+    network = transformers.AutoModel.from_pretrained(source).to(device).eval()
+    return tokenizer, network
+
+
+def _write_st_settings(folder: Path, settings: _Settings, dim: int) -> None:
+    """Record the resolved settings as sentence-transformers files, so the folder reloads the same."""
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    if settings.normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        (folder / "2_Normalize").mkdir(exist_ok=True)
+    (folder / "1_Pooling").mkdir(exist_ok=True)
+    pooling = {
+        "word_embedding_dimension": dim,
+        "pooling_mode_cls_token": settings.pooling == "cls",
+        "pooling_mode_mean_tokens": settings.pooling == "mean",
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+    }
+    files = {
+        "modules.json": modules,
+        "1_Pooling/config.json": pooling,
+        "sentence_bert_config.json": {"max_seq_length": settings.max_length, "do_lower_case": False},
+    }
+    for name, content in files.items():
+        with open(folder / name, "w", encoding="utf8") as fh:
+            json.dump(content, fh, indent=2)

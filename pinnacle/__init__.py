@@ -1,0 +1,43 @@
+"""pinnacle: AI models next to your data.
+
+Declare a model against a table; from then on every row carries exactly one current
+output (an embedding), stored in the same database and searchable.
+
+Example:
+    >>> import pinnacle
+    >>> db = pinnacle.connect("sqlite://")
+    >>> db["docs"].insert([{"_id": "1", "text": "hello"}])
+    ['1']
+"""
+
+from pinnacle.components import Listener, Model, MultiVector, Vector, VectorIndex, vector
+from pinnacle.datalayer import Datalayer, connect
+from pinnacle.embedding.drain import RetryPolicy
+from pinnacle.errors import (
+    BackendError,
+    ConfigError,
+    MissingDependencyError,
+    NotFoundError,
+    PinnacleError,
+    StateError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "connect",
+    "Datalayer",
+    "Model",
+    "Listener",
+    "VectorIndex",
+    "Vector",
+    "MultiVector",
+    "vector",
+    "RetryPolicy",
+    "PinnacleError",
+    "ConfigError",
+    "StateError",
+    "NotFoundError",
+    "BackendError",
+    "MissingDependencyError",
+]

@@ -1,0 +1,521 @@
+"""The Datalayer: apply components to a database and keep their outputs current."""
+
+from __future__ import annotations
+
+import dataclasses as dc
+import logging
+import threading
+import time
+import typing as t
+from pathlib import Path
+
+import numpy as np
+
+from pinnacle.backends.base import DataBackend, ListenerSpec
+from pinnacle.backends.compute import load_compute
+from pinnacle.backends.loader import load_backend
+from pinnacle.base.artifacts import ArtifactRef, pack_directory_cached, sha256_of
+from pinnacle.base.component import Component
+from pinnacle.base.encoding import decode, encode
+from pinnacle.base.identifiers import validate_column, validate_identifier, validate_table_name
+from pinnacle.components.listener import Listener
+from pinnacle.components.model import Model
+from pinnacle.components.vector_index import VectorIndex
+from pinnacle.embedding.drain import Drainer, DrainStats, RetryPolicy
+from pinnacle.embedding.jobs import latest_job
+from pinnacle.embedding.runtime import ListenerRuntime, serving_key
+from pinnacle.errors import ConfigError, NotFoundError, StateError
+from pinnacle.progress import progress_bar
+from pinnacle.search import LiveIndex
+from pinnacle.table import Table
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Datalayer", "connect"]
+
+TYPES = ("Model", "Listener", "VectorIndex")
+
+
+def connect(uri: t.Optional[str] = None, **options: t.Any) -> "Datalayer":
+    """Connect to a database; with no URI, an embedded SQLite file ``./pinnacle.db``.
+
+    Args:
+        uri: ``sqlite:///docs.db``, ``postgresql://user@host/db``, ``mysql://root@host/db``...
+        **options: ``batch_rows``, ``retry`` (:class:`RetryPolicy`), ``metadata_ttl`` and
+            ``compute`` (``"local"``, ``"ray"``, ``"ray://host:port"``: see :meth:`Datalayer.backfill`)
+            for the datalayer; the rest go to the backend.
+
+    Example:
+        >>> import pinnacle
+        >>> db = pinnacle.connect("sqlite://")
+        >>> db["docs"].insert([{"_id": "a", "text": "hello"}])
+        ['a']
+    """
+    layer_options = {k: options.pop(k) for k in ("batch_rows", "retry", "metadata_ttl", "compute") if k in options}
+    return Datalayer(load_backend(uri, **options), **layer_options)
+
+
+class Datalayer:
+    """Applies components and runs them against one database.
+
+    Args:
+        backend: The data backend (see :func:`connect`).
+        batch_rows: Rows per drain transaction.
+        retry: How failing rows are retried before they are parked as failed.
+        metadata_ttl: Seconds between checks for components applied by other processes.
+        compute: Who computes bulk work (backfills): ``"local"`` (this process, the default),
+            ``"ray"`` (a local Ray cluster started on demand, or ``$RAY_ADDRESS``) or
+            ``"ray://host:port"`` (an existing cluster).
+    """
+
+    def __init__(
+        self,
+        backend: DataBackend,
+        *,
+        batch_rows: int = 1024,
+        retry: RetryPolicy = RetryPolicy(),
+        metadata_ttl: float = 5.0,
+        compute: t.Any = None,
+    ):
+        self.backend = backend
+        self.compute = load_compute(compute)
+        self.batch_rows = batch_rows
+        self.retry_policy = retry
+        self.metadata_ttl = metadata_ttl
+        self._lock = threading.RLock()
+        self._loaded: dict[tuple[str, str], Component] = {}
+        self._runtimes: dict[str, ListenerRuntime] = {}
+        self._indexes: dict[str, LiveIndex] = {}
+        self._catalogue_at = -1e9
+
+    def __repr__(self) -> str:
+        return f"Datalayer({self.backend.safe_uri!r})"
+
+    def __getitem__(self, table: str) -> Table:
+        return Table(self, table)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    # -- components ----------------------------------------------------------------
+    def apply(self, component: Component, *, wait: bool = True, show_progress_bar: t.Optional[bool] = None) -> Component:
+        """Store ``component`` (and its children) and start it. Identical re-applies do nothing.
+
+        A listener starts change capture on its table and computes the outputs of existing
+        rows before this returns (unless ``wait=False``).
+
+        Example:
+            >>> db.apply(pinnacle.VectorIndex("docs-idx", indexing_listener=listener))  # doctest: +SKIP
+        """
+        if not isinstance(component, Component):
+            raise ConfigError(f"apply() takes a component (Model, Listener, VectorIndex), got {type(component).__name__}.")
+        _check_names(component)  # checked at construction too, but fields may have changed since
+        encode(component)  # refuse lambdas and other unstorable values before anything is written
+        with self._lock:
+            self._apply(component)
+            self._catalogue_at = time.monotonic()
+        if wait:
+            for listener in _listeners_in(component):
+                self.backfill(listener.identifier, show_progress_bar=show_progress_bar)
+        return component
+
+    def _apply(self, component: Component) -> None:
+        for child in component.children():
+            self._apply(child)
+        record = self.backend.get_component(component.type_id, component.identifier)
+        if record is not None and record["uuid"] == component.uuid:
+            component.version = record["version"]
+            self._activate(component)
+            return
+        version = 0 if record is None else record["version"] + 1
+        if isinstance(component, Model) and component.datatype is None:
+            component.datatype = component.infer_datatype()
+        component.version = version
+        data = encode(component, refs=True)
+        artifacts = self._store_artifacts(component)
+        if artifacts:
+            data["_artifacts"] = {name: ref.to_json() for name, ref in artifacts.items()}
+        created = None
+        if isinstance(component, Listener):
+            # A new version gets storage of its own; the old one serves until it is complete.
+            created = ListenerSpec.of(component)
+            enqueued = self.backend.create_listener(created)
+            logger.info("Listener %r version %d: %d row(s) to compute", component.identifier, version, enqueued)
+        try:
+            self.backend.put_component(component.type_id, component.identifier, version, component.uuid, data)
+            if created is not None and record is None:
+                self.backend.set_state(serving_key(component.identifier), str(version))
+        except Exception:
+            if created is not None:
+                self.backend.drop_listener(created)
+            component.version = None if record is None else record["version"]
+            raise
+        logger.info("Applied %s %r version %d", component.type_id, component.identifier, version)
+        self._activate(component)
+
+    def _store_artifacts(self, component: Component) -> dict[str, ArtifactRef]:
+        refs = {}
+        for name, source in component.dump_artifacts().items():
+            if isinstance(source, ArtifactRef):
+                refs[name] = source
+                continue
+            kind = "dir" if isinstance(source, (str, Path)) else "bytes"
+            sha, data = pack_directory_cached(source) if kind == "dir" else (sha256_of(bytes(source)), bytes(source))
+            if not self.backend.has_artifact(sha):
+                self.backend.put_artifact(sha, data)
+            refs[name] = ArtifactRef(sha, kind, self.backend)
+        if refs:
+            component.on_artifacts_loaded(refs)
+        return refs
+
+    def _activate(self, component: Component) -> None:
+        """Remember a stored component and start what it runs."""
+        self._loaded[(component.type_id, component.identifier)] = component
+        if isinstance(component, Listener):
+            runtime = self._runtimes.get(component.identifier)
+            serving = self._serving_version(component.identifier)
+            if (
+                runtime is None
+                or runtime.latest.uuid != component.uuid
+                or runtime.serving.version != serving
+            ):
+                self._runtimes[component.identifier] = self._make_runtime(component, serving)
+        elif isinstance(component, VectorIndex):
+            self._indexes.pop(component.identifier, None)  # rebuilt on next use
+
+    def _serving_version(self, identifier: str) -> t.Optional[int]:
+        value = self.backend.get_state(serving_key(identifier))
+        return None if value is None else int(value)
+
+    def _make_runtime(self, latest: Listener, serving_version: t.Optional[int]) -> ListenerRuntime:
+        serving = latest
+        if serving_version is not None and serving_version != latest.version:
+            serving = self.load("Listener", latest.identifier, serving_version)
+        return ListenerRuntime(
+            self.backend, serving, latest, batch_rows=self.batch_rows, retry=self.retry_policy, on_commit=self._on_commit
+        )
+
+    def _on_commit(self, listener: Listener):
+        spec = ListenerSpec.of(listener)
+
+        def update_indexes(sources, vectors, removed, stamp):
+            for live in list(self._indexes.values()):
+                if live.spec == spec:
+                    live.apply_commit(sources, vectors, removed, stamp)
+
+        return update_indexes
+
+    def load(self, type_id: str, identifier: str, version: t.Optional[int] = None) -> Component:
+        """The stored component (latest version unless ``version``).
+
+        Example:
+            >>> db.load("Listener", "docs-emb")  # doctest: +SKIP
+        """
+        _check_type(type_id)
+        cached = self._loaded.get((type_id, identifier))
+        if cached is not None and (version is None or cached.version == version):
+            if version is not None or self._is_latest(cached):
+                return cached
+        record = self.backend.get_component(type_id, identifier, version)
+        if record is None:
+            which = "" if version is None else f" version {version}"
+            raise NotFoundError(f"No {type_id} {identifier!r}{which} in {self.backend.safe_uri}; db.show() lists what exists.")
+        component = self._decode(record)
+        if version is None or version == self._latest_version(type_id, identifier):
+            self._activate(component)
+        else:
+            self._loaded.setdefault((type_id, identifier), component)
+        return component
+
+    def _is_latest(self, component: Component) -> bool:
+        return component.version == self._latest_version(component.type_id, component.identifier)
+
+    def _latest_version(self, type_id: str, identifier: str) -> t.Optional[int]:
+        record = self.backend.get_component(type_id, identifier)
+        return None if record is None else record["version"]
+
+    def _decode(self, record: dict) -> Component:
+        def load_child(ref: dict) -> Component:
+            child = self.load(ref["type"], ref["identifier"], ref.get("version"))
+            if child.uuid != ref["uuid"]:
+                raise StateError(f"Stored {ref['type']} {ref['identifier']!r} does not match the uuid its parent refers to.")
+            return child
+
+        def load_artifact(ref: dict) -> ArtifactRef:
+            return ArtifactRef(ref["sha256"], ref["kind"], self.backend)
+
+        component = decode(record["data"], load_component=load_child, load_artifact=load_artifact)
+        component.version = record["version"]
+        return component
+
+    def show(self, type_id: t.Optional[str] = None, identifier: t.Optional[str] = None) -> t.Any:
+        """What is applied: all components, one type's identifiers, or one component's stored form.
+
+        Example:
+            >>> db.show()  # doctest: +SKIP
+            [{'type': 'Listener', 'identifier': 'docs-emb', 'version': 0, 'uuid': '...'}, ...]
+        """
+        if type_id is None:
+            return self.backend.list_components()
+        _check_type(type_id)
+        if identifier is None:
+            return [r["identifier"] for r in self.backend.list_components(type_id)]
+        record = self.backend.get_component(type_id, identifier)
+        if record is None:
+            raise NotFoundError(f"No {type_id} {identifier!r}; db.show({type_id!r}) lists what exists.")
+        return record
+
+    def remove(self, type_id: t.Union[str, Component], identifier: t.Optional[str] = None, *, recursive: bool = False) -> None:
+        """Remove a component; a listener takes its outputs with it.
+
+        Raises :class:`StateError` while another component uses it, unless ``recursive``
+        (then the users are removed too).
+        """
+        if isinstance(type_id, Component):
+            type_id, identifier = type_id.type_id, type_id.identifier
+        _check_type(type_id)
+        if identifier is None:
+            raise ConfigError("remove() needs the component's identifier.")
+        if self.backend.get_component(type_id, identifier) is None:
+            raise NotFoundError(f"No {type_id} {identifier!r} to remove.")
+        users = self._users_of(type_id, identifier)
+        if users and not recursive:
+            names = ", ".join(f"{t_} {i!r}" for t_, i in users)
+            raise StateError(
+                f"{type_id} {identifier!r} is used by {names}; remove those first or pass recursive=True."
+            )
+        with self._lock:
+            for user_type, user_id in users:
+                self.remove(user_type, user_id, recursive=True)
+            if type_id == "Listener":
+                latest = self.backend.get_component(type_id, identifier)["version"]
+                for version in range(latest + 1):
+                    record = self.backend.get_component(type_id, identifier, version)
+                    if record is not None:
+                        self.backend.drop_listener(_spec_of_record(record))
+                self.backend.set_state(serving_key(identifier), None)
+                self._runtimes.pop(identifier, None)
+            if type_id == "VectorIndex":
+                self._indexes.pop(identifier, None)
+            self.backend.delete_component(type_id, identifier)
+            self._loaded.pop((type_id, identifier), None)
+        logger.info("Removed %s %r", type_id, identifier)
+
+    def _users_of(self, type_id: str, identifier: str) -> list[tuple[str, str]]:
+        users = []
+        for row in self.backend.list_components():
+            record = self.backend.get_component(row["type"], row["identifier"])
+            if _refers_to(record["data"], type_id, identifier):
+                users.append((row["type"], row["identifier"]))
+        return users
+
+    # -- the embedding path ------------------------------------------------------------
+    def _sync(self, force: bool = False) -> None:
+        """Pick up listeners and indexes applied or removed by other processes (at most every ``metadata_ttl`` s)."""
+        now = time.monotonic()
+        if not force and now - self._catalogue_at < self.metadata_ttl:
+            return
+        with self._lock:
+            self._catalogue_at = now
+            current = {(r["type"], r["identifier"]): r for r in self.backend.list_components()}
+            for key, row in current.items():
+                if key[0] == "Model":
+                    continue
+                loaded = self._loaded.get(key)
+                runtime = self._runtimes.get(key[1]) if key[0] == "Listener" else None
+                if loaded is None or loaded.uuid != row["uuid"] or loaded.version != row["version"]:
+                    self.load(*key)
+                elif runtime is not None and runtime.serving.version != self._serving_version(key[1]):
+                    self._activate(loaded)
+            for ident in [i for i in self._runtimes if ("Listener", i) not in current]:
+                self._runtimes.pop(ident)
+                self._loaded.pop(("Listener", ident), None)
+            for ident in [i for i in self._indexes if ("VectorIndex", i) not in current]:
+                self._indexes.pop(ident)
+                self._loaded.pop(("VectorIndex", ident), None)
+
+    def _runtime(self, listener_id: str) -> ListenerRuntime:
+        self._sync()
+        if listener_id not in self._runtimes:
+            self._sync(force=True)
+        try:
+            return self._runtimes[listener_id]
+        except KeyError:
+            raise NotFoundError(f"No Listener {listener_id!r}; db.show('Listener') lists them.") from None
+
+    def _drainer(self, listener_id: str) -> Drainer:
+        """The drainer of the version of ``listener_id`` that serves outputs."""
+        return self._runtime(listener_id).serving_drainer()
+
+    def _drain_table(self, table: str, ids: t.Sequence[t.Any]) -> None:
+        self._sync()
+        for runtime in list(self._runtimes.values()):
+            if runtime.listens_to(table):
+                runtime.drain_sources(table, ids)
+
+    def listeners(self) -> list[str]:
+        """Identifiers of the applied listeners."""
+        self._sync(force=True)
+        return sorted(self._runtimes)
+
+    def drain(self, listener: t.Optional[str] = None, *, show_progress_bar: t.Optional[bool] = None) -> DrainStats:
+        """Compute everything due for ``listener`` (all listeners by default).
+
+        A listener whose model changed is built beside the serving version; when its last
+        row is computed it starts serving and the old outputs are dropped.
+        """
+        names = [listener] if listener else self.listeners()
+        total = DrainStats()
+        if names:  # writes by other clients that no trigger saw (MongoDB)
+            self.backend.capture_outside_writes([d.spec for n in names for d in self._runtime(n).drainers.values()])
+        for name in names:
+            runtime = self._runtime(name)
+            with progress_bar(total=runtime.pending(), desc=name, unit="row", show=show_progress_bar) as bar:
+                total.add(runtime.drain(progress=bar))
+        return total
+
+    def backfill(
+        self, listener: str, *, compute: t.Any = None, show_progress_bar: t.Optional[bool] = None, **options: t.Any
+    ) -> DrainStats:
+        """Compute every pending row of ``listener`` with a compute backend (stability: beta).
+
+        ``compute="local"`` is :meth:`drain`. ``compute="ray"`` runs a bulk job on Ray: chunks
+        of pending rows go to a pool of actors that each load the model once and commit
+        through the same exactly-once path; the job's status is kept in the database
+        (:meth:`jobs`). An interrupted job leaves the remaining rows queued: run it again.
+
+        Args:
+            listener: The listener's identifier.
+            compute: Overrides the datalayer's ``compute`` for this call.
+            show_progress_bar: A tqdm bar while it runs (default: on at INFO logging).
+            **options: Compute options overriding the model's ``compute_kwargs``
+                (Ray: ``num_actors``, ``num_cpus``, ``num_gpus``, ``chunk_rows``...).
+
+        Example:
+            >>> db.backfill("docs-emb", compute="ray", num_actors=2)  # doctest: +SKIP
+            DrainStats(rows=20000, outputs=20000, ...)
+        """
+        backend = self.compute if compute is None else load_compute(compute)
+        return backend.backfill(self, self._runtime(listener), show_progress_bar=show_progress_bar, **options)
+
+    def jobs(self, listener: t.Optional[str] = None) -> dict[str, dict[str, t.Any]]:
+        """The latest bulk job of each listener (or of ``listener``): state, rows done/failed, times."""
+        names = [listener] if listener else self.listeners()
+        found = {name: latest_job(self.backend, name) for name in names}
+        return {name: dc.asdict(job) for name, job in found.items() if job is not None}
+
+    def status(self) -> dict[str, dict[str, t.Any]]:
+        """Exact ``pending``/``retrying``/``failed``/``outputs`` counts per listener.
+
+        While a changed listener is being built, ``building`` holds the new version's counts.
+        """
+        return {name: self._runtime(name).status() for name in self.listeners()}
+
+    def failures(self, listener: str, limit: int = 100) -> list[dict]:
+        """The rows of ``listener`` that failed, newest first, with their errors."""
+        return self.backend.failures(self._drainer(listener).spec, limit)
+
+    def retry(self, listener: str, *, wait: bool = True) -> int:
+        """Put the failed rows of ``listener`` back in the queue (and compute them unless ``wait=False``)."""
+        count = self.backend.requeue_failed(self._drainer(listener).spec)
+        if wait and count:
+            self.drain(listener)
+        return count
+
+    def outputs(self, listener: str) -> dict[t.Any, np.ndarray]:
+        """``{source id: output}`` for every row of ``listener``'s table that has one."""
+        drainer = self._drainer(listener)
+        datatype = drainer.datatype
+        return {source: datatype.decode(data) for source, data in self.backend.read_outputs(drainer.spec)}
+
+    def outputs_table(self, listener: str) -> Table:
+        """The table holding ``listener``'s outputs (``_source``, ``_output``...)."""
+        return Table(self, self._drainer(listener).spec.outputs_table)
+
+    # -- search -------------------------------------------------------------------------
+    def like(
+        self, table: str, query: t.Mapping[str, t.Any], *, vector_index: str, n: int = 10,
+        filter: t.Optional[t.Mapping[str, t.Any]] = None,
+    ) -> list[dict]:
+        """Rows of ``table`` most similar to ``query`` by ``vector_index``, best first (see :meth:`Table.like`)."""
+        live = self._live_index(vector_index)
+        listener = live.listener
+        if listener.select != table:
+            raise ConfigError(f"VectorIndex {vector_index!r} searches table {listener.select!r}, not {table!r}.")
+        query_listener = live.index.compatible_listener or listener  # the serving model's query side
+        try:
+            x = query_listener.model_input(query)
+        except KeyError as exc:
+            raise ConfigError(f"like(): the query needs the key {exc} of Listener {query_listener.identifier!r}.") from None
+        vector = np.asarray(query_listener.model.predict_query(x), dtype=np.float32)
+        within = None
+        if filter:
+            pk = self.backend.primary_key(table)
+            within = {r[pk] for r in self.backend.select(table, filter, columns=[pk])}
+        hits = live.search(vector, n, within=within)
+        if not hits:
+            return []
+        rows = {r[self.backend.primary_key(table)]: r for r in self.backend.select(table, ids=[h[0] for h in hits])}
+        out = []
+        for source, score in hits:
+            row = rows.get(source)
+            if row is not None:
+                out.append({**row, "_score": score})
+        return out
+
+    def _live_index(self, identifier: str) -> LiveIndex:
+        """The in-memory index of ``identifier``, over the serving version of its listener."""
+        self._sync()
+        live = self._indexes.get(identifier)
+        index = self._loaded.get(("VectorIndex", identifier))
+        if index is None:
+            self._sync(force=True)
+            index = self._loaded.get(("VectorIndex", identifier))
+        if index is None:
+            raise NotFoundError(f"No VectorIndex {identifier!r}; db.show('VectorIndex') lists them.")
+        serving = self._runtime(index.indexing_listener.identifier).serving
+        if live is None or live.index is not index or live.listener is not serving:
+            live = LiveIndex(self.backend, index, serving)
+            self._indexes[identifier] = live
+        return live
+
+
+def _spec_of_record(record: dict) -> ListenerSpec:
+    """The storage of a stored listener version, read from its record without loading the model."""
+    data = record["data"]
+    key = decode(data["key"])
+    key_columns = (key,) if isinstance(key, str) else tuple(key.values()) if isinstance(key, dict) else tuple(key)
+    return ListenerSpec(record["identifier"], data["select"], key_columns, version=record["version"])
+
+
+def _check_names(component: Component) -> None:
+    """Refuse a component tree holding an identifier, table or column name unsafe for SQL."""
+    validate_identifier(component.identifier, f"{type(component).__name__} identifier")
+    if isinstance(component, Listener):
+        validate_table_name(component.select, "table name")
+        for column in component.key_columns:
+            validate_column(column, component.select)
+    for child in component.children():
+        _check_names(child)
+
+
+def _check_type(type_id: str) -> None:
+    if type_id not in TYPES:
+        raise ConfigError(f"Unknown component type {type_id!r}; valid ones are {list(TYPES)}.")
+
+
+def _listeners_in(component: Component) -> list[Listener]:
+    found = [component] if isinstance(component, Listener) else []
+    for child in component.children():
+        found.extend(_listeners_in(child))
+    return found
+
+
+def _refers_to(data: t.Any, type_id: str, identifier: str) -> bool:
+    if isinstance(data, dict):
+        if data.get("_ref") == "component" and data.get("type") == type_id and data.get("identifier") == identifier:
+            return True
+        return any(_refers_to(v, type_id, identifier) for v in data.values())
+    if isinstance(data, list):
+        return any(_refers_to(v, type_id, identifier) for v in data)
+    return False

@@ -1,0 +1,97 @@
+"""A VectorIndex at run time: an in-memory copy of a listener's outputs, kept fresh."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import typing as t
+
+import numpy as np
+
+from pinnacle.backends.base import DataBackend, ListenerSpec
+from pinnacle.backends.maxsim import MaxSimSearcher
+from pinnacle.backends.searcher import NumpySearcher
+from pinnacle.components.datatype import MultiVector
+from pinnacle.components.listener import Listener
+from pinnacle.components.vector_index import VectorIndex
+from pinnacle.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LiveIndex"]
+
+
+class LiveIndex:
+    """Keeps a :class:`NumpySearcher` equal to the outputs table.
+
+    This process's own writes are applied as they commit; before each search a cheap
+    ``(count, latest)`` check detects writes by others, and only changed rows are read.
+    """
+
+    def __init__(self, backend: DataBackend, index: VectorIndex, listener: Listener):
+        self.backend = backend
+        self.index = index
+        self.listener = listener  # the version of the indexing listener that serves
+        self.spec = ListenerSpec.of(listener)
+        self.datatype = listener.model.output_datatype()
+        self.multi = isinstance(self.datatype, MultiVector)
+        self.searcher = _make_searcher(index, self.multi)
+        self._stamps: dict[t.Any, float] = {}
+        self._synced: t.Optional[tuple[int, float]] = None
+        self._lock = threading.RLock()
+
+    def apply_commit(self, sources: list, vectors: list[np.ndarray], removed: list, stamp: float) -> None:
+        """Take this process's committed outputs without reading them back."""
+        with self._lock:
+            if sources:
+                self.searcher.upsert(sources, vectors if self.multi else np.asarray(vectors, dtype=np.float32))
+                for s in sources:
+                    self._stamps[s] = stamp
+            if removed:
+                self.searcher.remove(removed)
+                for s in removed:
+                    self._stamps.pop(s, None)
+
+    def refresh(self) -> None:
+        """Bring the copy up to date with the outputs table, reading only what changed."""
+        with self._lock:
+            version = self.backend.outputs_version(self.spec)
+            if version == self._synced:
+                return
+            mine = (len(self._stamps), max(self._stamps.values(), default=0.0))
+            if self._synced is not None and version[0] == mine[0] and version[1] == mine[1]:
+                self._synced = version
+                return
+            stamps = dict(self.backend.output_stamps(self.spec))
+            changed = [s for s, ts in stamps.items() if self._stamps.get(s) != ts]
+            removed = [s for s in self._stamps if s not in stamps]
+            if removed:
+                self.searcher.remove(removed)
+            if changed:
+                ids, vecs = [], []
+                for source, data in self.backend.read_outputs(self.spec, sources=changed if len(changed) < len(stamps) else None):
+                    ids.append(source)
+                    vecs.append(self.datatype.decode(data))
+                if ids:
+                    self.searcher.upsert(ids, vecs if self.multi else np.stack(vecs).astype(np.float32))
+            self._stamps = stamps
+            self._synced = version
+            logger.debug("Index %r: %d changed, %d removed", self.index.identifier, len(changed), len(removed))
+
+    def search(self, vector: np.ndarray, n: int, within: t.Optional[t.Collection[t.Any]] = None) -> list[tuple[t.Any, float]]:
+        self.refresh()
+        return self.searcher.search(np.asarray(vector, dtype=np.float32), n=n, within=within)
+
+
+def _make_searcher(index: VectorIndex, multi: bool) -> t.Union[NumpySearcher, MaxSimSearcher]:
+    """The searcher for ``index.measure``: MaxSim for multi-vector outputs, numpy otherwise."""
+    if multi != (index.measure == "maxsim"):
+        outputs = "multi-vector (MultiVector)" if multi else "single-vector (Vector)"
+        fix = "use measure='maxsim'" if multi else "use 'cosine', 'dot' or 'l2', or a multi-vector model such as ColBERT"
+        raise ConfigError(
+            f"VectorIndex {index.identifier!r}: measure {index.measure!r} does not fit the {outputs} "
+            f"outputs of Listener {index.indexing_listener.identifier!r}; {fix}."
+        )
+    if multi:
+        return MaxSimSearcher(candidates=index.candidates)
+    return NumpySearcher(index.measure)

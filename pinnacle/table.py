@@ -1,0 +1,109 @@
+"""``db["docs"]``: a handle on one table with insert, select, update, delete and like."""
+
+from __future__ import annotations
+
+import typing as t
+
+from pinnacle.base.identifiers import validate_table_name
+
+if t.TYPE_CHECKING:
+    from pinnacle.datalayer import Datalayer
+
+__all__ = ["Table"]
+
+Row = dict[str, t.Any]
+
+
+class Table:
+    """A table (or collection) of the datalayer's database.
+
+    Writes go through the listeners on the table: by default each write call returns
+    only when the outputs of the rows it touched are stored.
+
+    Example:
+        >>> import pinnacle
+        >>> db = pinnacle.connect("sqlite://")
+        >>> ids = db["docs"].insert([{"_id": "1", "text": "hello"}])
+        >>> db["docs"].get("1")["text"]
+        'hello'
+    """
+
+    def __init__(self, db: "Datalayer", name: str):
+        validate_table_name(name, "table name")
+        self.db = db
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Table({self.name!r})"
+
+    def insert(self, rows: t.Sequence[Row], *, wait: bool = True) -> list[t.Any]:
+        """Insert rows; the table is created on first insert. Returns the new ids.
+
+        Args:
+            rows: Dicts of column -> value. ``_id`` is generated when absent.
+            wait: Compute the listeners' outputs before returning (default). With
+                ``False`` a ``pinnacle worker`` computes them.
+        """
+        if isinstance(rows, dict):
+            rows = [rows]
+        ids = self.db.backend.insert(self.name, list(rows))
+        if wait:
+            self.db._drain_table(self.name, ids)
+        return ids
+
+    def select(
+        self,
+        where: t.Optional[t.Mapping[str, t.Any]] = None,
+        *,
+        ids: t.Optional[t.Sequence[t.Any]] = None,
+        columns: t.Optional[t.Sequence[str]] = None,
+        limit: t.Optional[int] = None,
+    ) -> list[Row]:
+        """Rows where every ``column == value`` (a list value means any of those)."""
+        return self.db.backend.select(self.name, where, ids=ids, columns=columns, limit=limit)
+
+    def get(self, id: t.Any) -> t.Optional[Row]:
+        """The row with primary key ``id``, or ``None``."""
+        rows = self.db.backend.select(self.name, ids=[id])
+        return rows[0] if rows else None
+
+    def count(self, where: t.Optional[t.Mapping[str, t.Any]] = None) -> int:
+        return self.db.backend.count(self.name, where)
+
+    def update(self, where: t.Optional[t.Mapping[str, t.Any]], values: t.Mapping[str, t.Any], *, wait: bool = True) -> int:
+        """Set ``values`` on the rows matching ``where``; changed keys are re-embedded. Returns the count."""
+        ids = self._ids(where) if wait else None
+        count = self.db.backend.update(self.name, where, values)
+        if wait and ids:
+            self.db._drain_table(self.name, ids)
+        return count
+
+    def delete(self, where: t.Optional[t.Mapping[str, t.Any]], *, wait: bool = True) -> int:
+        """Delete the rows matching ``where`` and their outputs. Returns the count."""
+        ids = self._ids(where) if wait else None
+        count = self.db.backend.delete(self.name, where)
+        if wait and ids:
+            self.db._drain_table(self.name, ids)
+        return count
+
+    def like(
+        self,
+        query: t.Mapping[str, t.Any],
+        *,
+        vector_index: str,
+        n: int = 10,
+        filter: t.Optional[t.Mapping[str, t.Any]] = None,
+    ) -> list[Row]:
+        """The ``n`` rows most similar to ``query``, best first, each with a ``_score``.
+
+        Args:
+            query: A row-like dict holding the index's key, e.g. ``{"text": "a question"}``.
+            vector_index: Identifier of the VectorIndex to use.
+            n: How many rows.
+            filter: Only rows where every ``column == value`` (pre-filtering: still ``n`` rows).
+        """
+        return self.db.like(self.name, query, vector_index=vector_index, n=n, filter=filter)
+
+    def _ids(self, where):
+        pk = self.db.backend.primary_key(self.name)
+        return [r[pk] for r in self.db.backend.select(self.name, where, columns=[pk])]

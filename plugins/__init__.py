@@ -1,0 +1,1 @@
+"""Backends, imported as ``pinnacle.plugins.<name>`` and chosen by the URI scheme."""

@@ -1,0 +1,354 @@
+"""The SQL data backend: user tables, metadata and artifacts over SQLAlchemy."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import typing as t
+import uuid as _uuid
+
+import sqlalchemy as sa
+
+from pinnacle.backends.base import DataBackend, Row, Where
+from pinnacle.base.identifiers import validate_column, validate_identifier
+from pinnacle.errors import BackendError, ConfigError, NotFoundError
+from pinnacle.plugins.sql.engine import create_engine, normalise_url
+from pinnacle.plugins.sql.listeners import ListenerStorage
+from pinnacle.plugins.sql.mysql import fix_reflected_types, undo_ddl_on_failure
+from pinnacle.plugins.sql.schema import ID_COLUMN, infer_user_table, metadata_tables
+from pinnacle.plugins.sql.statements import chunks, dialect_name, where_clause
+from pinnacle.plugins.sql.values import check_values
+from pinnacle.plugins.sql.triggers import trigger_names
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SQLBackend"]
+
+#: Artifact bytes per row; MySQL/MariaDB use less when their max_allowed_packet is small.
+ARTIFACT_PART = 4 * 1024 * 1024
+
+
+class SQLBackend(ListenerStorage, DataBackend):
+    """SQLite, PostgreSQL and MySQL/MariaDB through SQLAlchemy.
+
+    Example:
+        >>> backend = SQLBackend("sqlite://")
+        >>> backend.insert("docs", [{"_id": "a", "text": "hello"}])
+        ['a']
+    """
+
+    def __init__(self, uri: str, **options: t.Any):
+        url = normalise_url(uri)
+        self.safe_uri = url.render_as_string(hide_password=True)
+        self._worker_url = url  # unmasked: only for worker_uri(), never logged
+        self.engine = create_engine(uri, **options)
+        self.dialect = dialect_name(self.engine)
+        self.quote = self.engine.dialect.identifier_preparer.quote
+        self._lock = threading.RLock()
+        self._tables: dict[str, sa.Table] = {}
+        meta = sa.MetaData()
+        self._components_table, self._artifacts_table = metadata_tables(meta)
+        self._state_table = meta.tables["_pinnacle_state"]
+        try:
+            self._create_all(meta)
+        except sa.exc.OperationalError as exc:
+            raise BackendError(f"Cannot connect to {self.safe_uri}: {exc.orig}", exc) from exc
+        super().__init__()
+
+    def __repr__(self) -> str:
+        return f"SQLBackend({self.safe_uri!r})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def worker_uri(self) -> str:
+        """This database's URI for worker processes: credentials included, SQLite paths absolute."""
+        url = self._worker_url
+        if url.get_backend_name() == "sqlite":
+            if not url.database or url.database == ":memory:" or url.database.startswith("file::memory:"):
+                raise ConfigError(
+                    "An in-memory SQLite database cannot be shared with worker processes; "
+                    "use a file, e.g. pinnacle.connect('sqlite:///docs.db')."
+                )
+            url = url.set(database=os.path.abspath(url.database))
+        return url.render_as_string(hide_password=False)
+
+    # -- helpers --------------------------------------------------------------------
+    def _create_all(self, meta: sa.MetaData) -> None:
+        """``create_all`` that tolerates another process creating the same tables."""
+        for attempt in range(3):
+            try:
+                meta.create_all(self.engine, checkfirst=True)
+                return
+            except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError) as exc:
+                if "exist" not in str(exc.orig).lower() or attempt == 2:
+                    raise
+                time.sleep(0.05)
+
+    def table(self, name: str) -> sa.Table:
+        """The reflected table ``name`` (cached), or :class:`NotFoundError`."""
+        with self._lock:
+            found = self._tables.get(name)
+            if found is not None:
+                return found
+            try:
+                found = sa.Table(name, sa.MetaData(), autoload_with=self.engine)
+            except sa.exc.NoSuchTableError:
+                raise NotFoundError(f"Table {name!r} does not exist in {self.safe_uri}.") from None
+            if self.dialect == "mysql":
+                fix_reflected_types(found, self.engine)
+            self._tables[name] = found
+            return found
+
+    def forget_table(self, name: str) -> None:
+        with self._lock:
+            self._tables.pop(name, None)
+
+    # -- tables ---------------------------------------------------------------------
+    def has_table(self, table: str) -> bool:
+        if table in self._tables:
+            return True
+        return sa.inspect(self.engine).has_table(table)
+
+    def list_tables(self) -> list[str]:
+        names = sa.inspect(self.engine).get_table_names()
+        return sorted(n for n in names if not n.startswith("_"))
+
+    def columns(self, table: str) -> list[str]:
+        return [c.name for c in self.table(table).c]
+
+    def primary_key(self, table: str) -> str:
+        pk = list(self.table(table).primary_key.columns)
+        if len(pk) != 1:
+            raise ConfigError(
+                f"Table {table!r} needs a single-column primary key for pinnacle to track its rows "
+                f"(it has {len(pk)})."
+            )
+        return pk[0].name
+
+    def _ensure_table(self, name: str, rows: t.Sequence[Row]) -> sa.Table:
+        validate_identifier(name, "table name")
+        if self.has_table(name):
+            return self.table(name)
+        table = infer_user_table(name, rows, sa.MetaData(), self.dialect)
+        try:
+            table.create(self.engine, checkfirst=True)
+        except (sa.exc.ProgrammingError, sa.exc.OperationalError) as exc:
+            if "exist" not in str(exc.orig).lower():
+                raise BackendError(f"Cannot create table {name!r}: {exc.orig}", exc) from exc
+        self.forget_table(name)
+        logger.info("Created table %r with columns %s", name, [c.name for c in table.c])
+        return self.table(name)
+
+    def insert(self, table: str, rows: t.Sequence[Row]) -> list[t.Any]:
+        if isinstance(rows, dict) or not all(isinstance(r, dict) for r in rows):
+            raise ConfigError(f"insert into {table!r}: pass a list of dicts, e.g. [{{'text': '...'}}].")
+        if not rows:
+            return []
+        tbl = self._ensure_table(table, rows)
+        pk = self.primary_key(table)
+        known = set(tbl.c.keys())
+        for row in rows:
+            unknown = [k for k in row if k not in known]
+            if unknown:
+                raise ConfigError(
+                    f"insert into {table!r}: unknown column(s) {unknown}; the table has {sorted(known)}."
+                )
+        check_values(tbl, rows, f"insert into {table!r}")
+        generate = pk == ID_COLUMN and isinstance(tbl.c[pk].type, sa.String)
+        prepared = []
+        for row in rows:
+            row = dict(row)
+            if generate and row.get(pk) is None:
+                row[pk] = _uuid.uuid4().hex
+            prepared.append(row)
+        with self._translate_errors(f"insert into {table!r}"):
+            if all(pk in r for r in prepared):
+                with self.engine.begin() as conn:
+                    for part in chunks(prepared):
+                        conn.execute(tbl.insert(), _fill(part, known))
+                return [r[pk] for r in prepared]
+            ids = []
+            with self.engine.begin() as conn:
+                for row in prepared:
+                    ids.append(conn.execute(tbl.insert().values(**row)).inserted_primary_key[0])
+            return ids
+
+    def select(self, table, where=None, *, ids=None, columns=None, limit=None) -> list[Row]:
+        tbl = self.table(table)
+        cols = [tbl.c[validate_column(c, table)] for c in columns] if columns else [tbl]
+        query = sa.select(*cols)
+        clause = where_clause(tbl, where)
+        if clause is not None:
+            query = query.where(clause)
+        if limit is not None:
+            query = query.limit(int(limit))
+        with self._translate_errors(f"select from {table!r}"), self.engine.connect() as conn:
+            if ids is None:
+                return [dict(r._mapping) for r in conn.execute(query)]
+            pk = tbl.c[self.primary_key(table)]
+            out: list[Row] = []
+            for part in chunks(list(ids)):
+                out.extend(dict(r._mapping) for r in conn.execute(query.where(pk.in_(part))))
+            return out
+
+    def count(self, table: str, where: Where = None) -> int:
+        tbl = self.table(table)
+        query = sa.select(sa.func.count()).select_from(tbl)
+        clause = where_clause(tbl, where)
+        if clause is not None:
+            query = query.where(clause)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def update(self, table: str, where: Where, values: t.Mapping[str, t.Any]) -> int:
+        tbl = self.table(table)
+        for column in values:
+            if column not in tbl.c:
+                raise ConfigError(f"update {table!r}: no column {column!r}; columns are {list(tbl.c.keys())}.")
+        check_values(tbl, [values], f"update {table!r}")
+        stmt = tbl.update().values(**values)
+        clause = where_clause(tbl, where)
+        if clause is not None:
+            stmt = stmt.where(clause)
+        with self._translate_errors(f"update {table!r}"), self.engine.begin() as conn:
+            return conn.execute(stmt).rowcount
+
+    def delete(self, table: str, where: Where) -> int:
+        tbl = self.table(table)
+        stmt = tbl.delete()
+        clause = where_clause(tbl, where)
+        if clause is not None:
+            stmt = stmt.where(clause)
+        with self._translate_errors(f"delete from {table!r}"), self.engine.begin() as conn:
+            return conn.execute(stmt).rowcount
+
+    def _translate_errors(self, what: str):
+        return _Translate(what)
+
+    # -- listeners ----------------------------------------------------------------------
+    def create_listener(self, spec, **kwargs):
+        if self.dialect != "mysql":
+            return super().create_listener(spec, **kwargs)
+        # MySQL/MariaDB commit each CREATE/DROP on their own: undo them by hand if a step fails.
+        names = [spec.outputs_table, spec.queue_table, spec.failed_table]
+        with undo_ddl_on_failure(self.engine, spec.table, names, trigger_names(spec.storage_name), self.quote):
+            return super().create_listener(spec, **kwargs)
+
+    # -- metadata ---------------------------------------------------------------------
+    def put_component(self, type_id, identifier, version, uuid, data) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                self._components_table.insert().values(
+                    type=type_id, identifier=identifier, version=version, uuid=uuid,
+                    data=json.dumps(data, sort_keys=True), created_at=time.time(),
+                )
+            )
+
+    def get_component(self, type_id, identifier, version=None) -> t.Optional[dict]:
+        tbl = self._components_table
+        query = sa.select(tbl).where(tbl.c.type == type_id, tbl.c.identifier == identifier)
+        query = query.where(tbl.c.version == version) if version is not None else query.order_by(tbl.c.version.desc()).limit(1)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        record = dict(row._mapping)
+        record["data"] = json.loads(record["data"])
+        return record
+
+    def list_components(self, type_id=None) -> list[dict]:
+        tbl = self._components_table
+        latest = (
+            sa.select(tbl.c.type, tbl.c.identifier, sa.func.max(tbl.c.version).label("version"))
+            .group_by(tbl.c.type, tbl.c.identifier)
+            .subquery()
+        )
+        query = sa.select(tbl.c.type, tbl.c.identifier, tbl.c.version, tbl.c.uuid).join(
+            latest,
+            sa.and_(tbl.c.type == latest.c.type, tbl.c.identifier == latest.c.identifier, tbl.c.version == latest.c.version),
+        )
+        if type_id is not None:
+            query = query.where(tbl.c.type == type_id)
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query.order_by(tbl.c.type, tbl.c.identifier))]
+        return rows
+
+    def delete_component(self, type_id, identifier) -> None:
+        tbl = self._components_table
+        with self.engine.begin() as conn:
+            conn.execute(tbl.delete().where(tbl.c.type == type_id, tbl.c.identifier == identifier))
+
+    # -- state ------------------------------------------------------------------------
+    def get_state(self, key: str) -> t.Optional[str]:
+        tbl = self._state_table
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(tbl.c.value).where(tbl.c.key == key)).scalar_one_or_none()
+
+    def set_state(self, key: str, value: t.Optional[str]) -> None:
+        tbl = self._state_table
+        with self.engine.begin() as conn:
+            conn.execute(tbl.delete().where(tbl.c.key == key))
+            if value is not None:
+                conn.execute(tbl.insert().values(key=key, value=value))
+
+    # -- artifacts --------------------------------------------------------------------
+    def put_artifact(self, sha256: str, data: bytes) -> None:
+        if self.has_artifact(sha256):
+            return
+        size = self._artifact_part_size()
+        parts = max(1, -(-len(data) // size))
+        tbl = self._artifacts_table
+        try:
+            with self.engine.begin() as conn:
+                for i in range(parts):
+                    piece = data[i * size : (i + 1) * size]
+                    conn.execute(tbl.insert().values(sha256=sha256, part=i, parts=parts, data=piece))
+        except sa.exc.IntegrityError:
+            if not self.has_artifact(sha256):  # not a concurrent writer of the same bytes
+                raise
+
+    def _artifact_part_size(self) -> int:
+        if self.dialect != "mysql":
+            return ARTIFACT_PART
+        with self.engine.connect() as conn:
+            packet = int(conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar_one())
+        return max(64 * 1024, min(ARTIFACT_PART, packet // 3))  # bytes are escaped on the wire
+
+    def get_artifact(self, sha256: str) -> bytes:
+        tbl = self._artifacts_table
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(tbl.c.part, tbl.c.parts, tbl.c.data).where(tbl.c.sha256 == sha256).order_by(tbl.c.part)).all()
+        if not rows or len(rows) != rows[0].parts:
+            raise NotFoundError(f"Artifact {sha256[:12]} is missing from {self.safe_uri}.")
+        return b"".join(bytes(r.data) for r in rows)
+
+    def has_artifact(self, sha256: str) -> bool:
+        tbl = self._artifacts_table
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(sa.func.count(), sa.func.max(tbl.c.parts)).where(tbl.c.sha256 == sha256)).first()
+        return bool(row[0]) and row[0] == row[1]
+
+
+def _fill(rows: t.Sequence[Row], known: set[str]) -> list[Row]:
+    """Give every row the same keys (executemany needs them); missing ones are NULL."""
+    keys = set().union(*(r.keys() for r in rows))
+    return [{k: r.get(k) for k in keys} for r in rows]
+
+
+class _Translate:
+    """Turn driver errors into :class:`BackendError` that says what was being done."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is not None and isinstance(exc, sa.exc.DBAPIError):
+            raise BackendError(f"{self.what} failed: {exc.orig}", exc.orig) from exc
+        return False

@@ -1,0 +1,207 @@
+"""Claiming queued rows and committing their outputs on SQL.
+
+PostgreSQL and MySQL/MariaDB claim with ``SELECT ... FOR UPDATE SKIP LOCKED`` in a
+transaction that stays open while the model runs, so concurrent workers take disjoint
+rows and a crashed worker's rows are free again the moment its connection drops. A
+source is claimed only when all of its queue entries are locked by the claimant.
+
+SQLite has one writer at a time; its claims hold no transaction while the model runs.
+
+On every backend the commit writes a source's output only if at least one of the queue
+entries read for it still exists; entries are deleted only by commits, so a result
+computed from an older state can never overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import typing as t
+
+import sqlalchemy as sa
+
+from pinnacle.backends.base import Claim, ListenerSpec, WorkItem, WorkResult
+from pinnacle.plugins.sql.mysql import lock_by_primary_key
+from pinnacle.plugins.sql.statements import chunks, upsert
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SQLClaim", "claim"]
+
+
+def claim(backend: t.Any, spec: ListenerSpec, limit: int, sources: t.Optional[t.Sequence[t.Any]]) -> "SQLClaim":
+    """Claim up to ``limit`` due sources (only ``sources`` if given) of ``spec``'s queue."""
+    outputs, queue, failed = backend._tables_for(spec)
+    source_table = backend.table(spec.table)
+    pk = source_table.c[backend.primary_key(spec.table)]
+    locking = backend.dialect != "sqlite"
+    conn = backend.engine.connect()
+    try:
+        conn.begin()
+        entries = _claim_entries(conn, queue, limit, sources, locking)
+        columns = [pk, *(source_table.c[c] for c in spec.key_columns if c != pk.name)]
+        found: dict[t.Any, dict] = {}
+        for part in chunks(list(entries)):
+            for row in conn.execute(sa.select(*columns).where(pk.in_(part))):
+                mapping = dict(row._mapping)
+                found[mapping[pk.name]] = mapping
+        if not locking:  # SQLite: release the write lock while the model runs
+            conn.commit()
+            conn.close()
+            conn = None
+    except BaseException:
+        if conn is not None:
+            conn.close()
+        raise
+    items = [
+        WorkItem(source=src, queue_ids=[q for q, _ in got], attempts=max(a for _, a in got), row=found.get(src))
+        for src, got in entries.items()
+    ]
+    return SQLClaim(backend, spec, items, conn, (outputs, queue, failed))
+
+
+def _claim_entries(conn, queue: sa.Table, limit: int, sources, locking: bool) -> dict[t.Any, list[tuple[int, int]]]:
+    now = time.time()
+    due = sa.or_(queue.c.not_before.is_(None), queue.c.not_before <= now)
+    columns = (queue.c.id, queue.c._source, queue.c.attempts)
+    entries: dict[t.Any, list[tuple[int, int]]] = {}
+    if sources is not None:
+        # The writer waits for a worker holding these rows, so its outputs exist on return.
+        for part in chunks(list(sources)):
+            query = sa.select(*columns).where(queue.c._source.in_(part), due).order_by(queue.c.id)
+            for qid, src, attempts in _select_locked(conn, queue, query, locking, skip_locked=False):
+                entries.setdefault(src, []).append((qid, attempts))
+        return entries
+    head = sa.select(*columns).where(due).order_by(queue.c.id).limit(max(1, limit) * 4)
+    if locking:
+        head = head.with_for_update(skip_locked=True)
+    for qid, src, attempts in conn.execute(head):
+        if src in entries or len(entries) < limit:
+            entries.setdefault(src, []).append((qid, attempts))
+    if not entries:
+        return entries
+    # Take every entry of the chosen sources; drop a source another worker holds part of.
+    wanted = list(entries)
+    total: dict[t.Any, int] = {}
+    for part in chunks(wanted):
+        more = sa.select(*columns).where(queue.c._source.in_(part)).order_by(queue.c.id)
+        for qid, src, attempts in _select_locked(conn, queue, more, locking, skip_locked=True):
+            if all(q != qid for q, _ in entries[src]):
+                entries[src].append((qid, attempts))
+        if locking:
+            counts = sa.select(queue.c._source, sa.func.count()).where(queue.c._source.in_(part)).group_by(queue.c._source)
+            total.update(dict(conn.execute(counts).all()))
+    if locking:
+        for src in wanted:
+            if total.get(src, 0) > len(entries[src]):
+                logger.debug("source %r is partly held by another worker; leaving it", src)
+                del entries[src]
+    return entries
+
+
+def _select_locked(conn: sa.Connection, queue: sa.Table, query: sa.Select, locking: bool, *, skip_locked: bool):
+    """``query``'s rows, locked FOR UPDATE when ``locking`` (MySQL/MariaDB: by primary key, see there)."""
+    if not locking:
+        return conn.execute(query)
+    if conn.dialect.name in ("mysql", "mariadb"):
+        return lock_by_primary_key(conn, queue, query, skip_locked=skip_locked)
+    return conn.execute(query.with_for_update(skip_locked=skip_locked))
+
+
+class SQLClaim(Claim):
+    """Claimed work; :meth:`commit` stores the results, :meth:`release` gives the rows back."""
+
+    def __init__(self, backend, spec: ListenerSpec, items: list[WorkItem], conn: t.Optional[sa.Connection], tables):
+        self.backend = backend
+        self.spec = spec
+        self.items = items
+        self._conn = conn
+        self._tables = tables
+
+    def release(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.rollback()
+            finally:
+                self._conn.close()
+                self._conn = None
+
+    def commit(self, result: WorkResult) -> tuple[set, float]:
+        now = time.time()
+        if not self.items:
+            self.release()
+            return set(), now
+        conn = self._conn
+        if conn is None:  # SQLite: a fresh BEGIN IMMEDIATE transaction
+            conn = self.backend.engine.connect()
+            conn.begin()
+        try:
+            mine = self._write(conn, result, now)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.close()
+            self._conn = None
+        return mine, now
+
+    def _write(self, conn: sa.Connection, result: WorkResult, now: float) -> set:
+        outputs, queue, failed = self._tables
+        items, spec = self.items, self.spec
+        claimed = [qid for item in items for qid in item.queue_ids]
+        owner = {qid: item.source for item in items for qid in item.queue_ids}
+        if self._conn is not None:  # our locks held them since the claim: all still there
+            still_there = set(claimed)
+        else:  # SQLite: BEGIN IMMEDIATE holds the write lock; see what other writers left
+            still_there = set()
+            for part in chunks(claimed):
+                still_there.update(conn.execute(sa.select(queue.c.id).where(queue.c.id.in_(part))).scalars())
+        mine = {owner[qid] for qid in still_there}
+        outs = [
+            {"_source": s, "_output": data, "_model_uuid": spec.model_uuid, "_updated_at": now}
+            for s, data in result.outputs
+            if s in mine
+        ]
+        for part in chunks(outs, 500):
+            upsert(conn, outputs, list(part), "_source")
+        done = [s for s, _ in result.outputs if s in mine]
+        gone = [s for s in result.gone if s in mine]
+        _delete_keys(conn, outputs.c._source, gone)
+        _delete_keys(conn, failed.c._source, done + gone)
+        parked = [
+            {"_source": s, "error_type": f.error_type[:200], "message": f.message, "attempts": f.attempts, "failed_at": now}
+            for s, f in result.failed
+            if s in mine
+        ]
+        for part in chunks(parked, 500):
+            upsert(conn, failed, list(part), "_source")
+        retry_ids: set[int] = set()
+        by_source = {item.source: item for item in items}
+        for s, attempts, not_before in result.retry:
+            if s not in mine:
+                continue
+            ids = [q for q in by_source[s].queue_ids if q in still_there]
+            retry_ids.update(ids)
+            conn.execute(queue.update().where(queue.c.id.in_(ids)).values(attempts=attempts, not_before=not_before))
+        finished = [qid for qid in still_there if qid not in retry_ids]
+        _delete_keys(conn, queue.c.id, finished)
+        return mine
+
+
+def _delete_keys(conn: sa.Connection, column: sa.Column, keys: t.Sequence[t.Any]) -> None:
+    """Delete the rows whose key ``column`` is one of ``keys``.
+
+    MySQL/MariaDB may plan ``DELETE ... WHERE key IN (...)`` as a full scan (their row
+    estimate of a queue lags behind), and a scanning DELETE waits for every row another
+    worker holds: two workers committing at once then deadlock. One statement per key
+    (executemany) always uses the primary key.
+    """
+    if not keys:
+        return
+    table = column.table
+    if conn.dialect.name in ("mysql", "mariadb"):
+        conn.execute(table.delete().where(column == sa.bindparam("_key")), [{"_key": k} for k in keys])
+        return
+    for part in chunks(list(keys)):
+        conn.execute(table.delete().where(column.in_(part)))

@@ -1,0 +1,144 @@
+"""What MySQL/MariaDB need beyond the common SQL code: types lost on reflection, DDL that commits.
+
+MariaDB stores JSON as ``LONGTEXT ... CHECK (json_valid(col))`` and reflects it as LONGTEXT;
+``DOUBLE`` reflects as ``Decimal``-returning and ``BOOL`` as ``TINYINT(1)``. Reflected tables
+get their Python types back here, so rows read the same as on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import typing as t
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["fix_reflected_types", "lock_by_primary_key", "undo_ddl_on_failure", "existing_tables", "existing_triggers"]
+
+_JSON_CHECK = re.compile(r"^\s*json_valid\(\s*`?([^`()]+)`?\s*\)\s*$", re.IGNORECASE)
+_DEFINER = re.compile(r"\bDEFINER\s*=\s*(`[^`]*`|'[^']*'|[^\s@]+)@(`[^`]*`|'[^']*'|\S+)\s+", re.IGNORECASE)
+
+
+def fix_reflected_types(table: sa.Table, bind: sa.Engine | sa.Connection) -> sa.Table:
+    """Give a reflected MySQL/MariaDB ``table`` the column types it was created with."""
+    json_columns = _mariadb_json_columns(table.name, bind) if bind.dialect.is_mariadb else set()
+    for column in table.c:
+        kind = column.type
+        if column.name in json_columns and isinstance(kind, (sa.Text, sa.String)):
+            column.type = sa.JSON()
+        elif isinstance(kind, (mysql.DOUBLE, mysql.FLOAT, mysql.REAL)) and kind.asdecimal:
+            column.type = mysql.DOUBLE(asdecimal=False)
+        elif isinstance(kind, mysql.TINYINT) and kind.display_width == 1:
+            column.type = sa.Boolean(create_constraint=False)
+    return table
+
+
+def _mariadb_json_columns(table: str, bind: sa.Engine | sa.Connection) -> set[str]:
+    query = sa.text(
+        "SELECT CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+        "WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = :table"
+    )
+    if isinstance(bind, sa.Engine):
+        with bind.connect() as conn:
+            rows = conn.execute(query, {"table": table}).all()
+    else:
+        rows = bind.execute(query, {"table": table}).all()
+    found = set()
+    for _name, clause in rows:
+        match = _JSON_CHECK.match(clause or "")
+        if match:
+            found.add(match.group(1))
+    return found
+
+
+def existing_tables(conn: sa.Connection, names: list[str]) -> set[str]:
+    """Which of ``names`` exist as tables in the current database."""
+    if not names:
+        return set()
+    rows = conn.execute(
+        sa.text("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN :names").bindparams(
+            sa.bindparam("names", expanding=True)
+        ),
+        {"names": list(names)},
+    )
+    return {r[0] for r in rows}
+
+
+def existing_triggers(conn: sa.Connection, table: str) -> set[str]:
+    """Names of the triggers on ``table`` in the current database."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
+            "WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = :table"
+        ),
+        {"table": table},
+    )
+    return {r[0] for r in rows}
+
+
+@contextlib.contextmanager
+def undo_ddl_on_failure(
+    engine: sa.Engine, source: str, tables: t.Sequence[str], triggers: t.Sequence[str], quote: t.Callable[[str], str]
+) -> t.Iterator[None]:
+    """Put ``tables`` and the ``triggers`` on ``source`` back as they were if the block fails.
+
+    MySQL/MariaDB commit every CREATE/DROP implicitly, so a transaction cannot undo them:
+    tables the block created are dropped again and triggers it replaced are re-created from
+    their saved definitions. Rows written by the block's DML roll back as usual.
+    """
+    with engine.connect() as conn:
+        before = existing_tables(conn, list(tables))
+        saved = {}
+        for name in sorted(existing_triggers(conn, source) & set(triggers)):
+            row = conn.exec_driver_sql(f"SHOW CREATE TRIGGER {quote(name)}").one()
+            saved[name] = _DEFINER.sub("", row[2], count=1)
+    try:
+        yield
+    except BaseException:
+        _undo(engine, tables, before, triggers, saved, quote)
+        raise
+
+
+def _undo(engine, tables, before, triggers, saved, quote) -> None:
+    steps = [f"DROP TRIGGER IF EXISTS {quote(name)}" for name in triggers]
+    steps += list(saved.values())
+    steps += [f"DROP TABLE IF EXISTS {quote(name)}" for name in tables if name not in before]
+    try:
+        with engine.connect() as conn:
+            for stmt in steps:
+                try:
+                    conn.exec_driver_sql(stmt)
+                except sa.exc.DBAPIError as exc:
+                    logger.error("Undoing a failed listener setup: %s failed: %s", stmt.split(" ON ")[0][:120], exc.orig)
+            conn.commit()
+    except sa.exc.DBAPIError as exc:  # e.g. the server is gone; leave the original error to the caller
+        logger.error("Could not undo a failed listener setup: %s", exc.orig)
+
+
+def lock_by_primary_key(conn: sa.Connection, table: sa.Table, query: sa.Select, *, skip_locked: bool, chunk: int = 500) -> list[sa.Row]:
+    """The rows of ``query`` (which selects ``table``'s primary key ``id`` first), locked FOR UPDATE.
+
+    ``SELECT ... WHERE _source IN (...) FOR UPDATE`` on InnoDB locks the secondary index
+    entry before the row, while a worker that claimed the row by its primary key locks it
+    the other way round when it deletes it: the two deadlock. And when the list is a large
+    part of a small table, MariaDB scans the whole table and waits for every row another
+    worker holds. So: find the ids with a plain (non-locking) read, then lock exactly
+    those rows by primary key, in ascending order, re-checking ``query``'s condition.
+    """
+    pk = table.c.id
+    ids = sorted({row[0] for row in conn.execute(query)})
+    found: list[sa.Row] = []
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        keys = sa.union_all(*[sa.select(sa.literal(i, pk.type).label("k")) for i in part]).subquery("_keys")
+        locking = sa.select(*query.selected_columns).select_from(keys.join(table, pk == keys.c.k))
+        if query.whereclause is not None:
+            locking = locking.where(query.whereclause)
+        for dialect in ("mysql", "mariadb"):  # join in the order written, through the primary key
+            locking = locking.prefix_with("STRAIGHT_JOIN", dialect=dialect).with_hint(table, "FORCE INDEX (PRIMARY)", dialect)
+        found.extend(conn.execute(locking.order_by(pk).with_for_update(skip_locked=skip_locked)).all())
+    return found

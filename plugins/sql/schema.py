@@ -1,0 +1,156 @@
+"""Table definitions: user tables inferred from rows, and pinnacle's own tables."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import typing as t
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+from pinnacle.base.identifiers import validate_column
+from pinnacle.errors import ConfigError
+
+__all__ = [
+    "ID_COLUMN",
+    "infer_user_table",
+    "metadata_tables",
+    "listener_tables",
+    "blob",
+]
+
+ID_COLUMN = "_id"
+#: Large binary that holds more than 64 KB on MySQL/MariaDB too.
+blob = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+long_text = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+#: Table options for MySQL/MariaDB (ignored elsewhere): full Unicode whatever the server default.
+_MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"}
+
+
+def key_string(length: int) -> sa.types.TypeEngine:
+    """A string key compared byte for byte (case-sensitive) on MySQL/MariaDB, as elsewhere."""
+    return sa.String(length).with_variant(mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb")
+
+
+def _id_default(dialect_name: str) -> sa.TextClause:
+    """Server-side id for rows inserted by other clients (raw SQL)."""
+    if dialect_name == "sqlite":
+        return sa.text("(lower(hex(randomblob(16))))")
+    if dialect_name == "postgresql":
+        return sa.text("md5(random()::text || clock_timestamp()::text)")
+    return sa.text("(replace(uuid(), '-', ''))")
+
+
+def _column_type(column: str, values: list[t.Any], table: str) -> sa.types.TypeEngine:
+    kinds = {type(v) for v in values if v is not None}
+    if not kinds:
+        return long_text
+    if kinds <= {bool}:
+        return sa.Boolean()
+    if kinds <= {int}:
+        return sa.BigInteger()
+    if kinds <= {int, float}:
+        return sa.Float(precision=53).with_variant(mysql.DOUBLE(), "mysql", "mariadb")
+    if kinds <= {str}:
+        return long_text
+    if kinds <= {bytes, bytearray}:
+        return blob
+    if kinds <= {dict, list}:
+        return sa.JSON()
+    if kinds <= {_dt.datetime}:
+        return sa.DateTime(timezone=False).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+    if kinds <= {str, int, float, bool, dict, list}:
+        return sa.JSON()  # mixed values: JSON holds each as it is
+    raise ConfigError(
+        f"Table {table!r}: cannot infer a column type for {column!r} from values of types "
+        f"{sorted(k.__name__ for k in kinds)}; bytes and datetimes cannot share a column with other types."
+    )
+
+
+def infer_user_table(name: str, rows: t.Sequence[t.Mapping[str, t.Any]], metadata: sa.MetaData, dialect_name: str) -> sa.Table:
+    """A table for ``rows``: an ``_id`` string key plus one column per field seen."""
+    names: dict[str, None] = {}
+    for row in rows:
+        for key in row:
+            names.setdefault(key, None)
+    columns = [
+        sa.Column(ID_COLUMN, key_string(64), primary_key=True, server_default=_id_default(dialect_name)),
+    ]
+    for column in names:
+        if column == ID_COLUMN:
+            continue
+        validate_column(column, name)
+        columns.append(sa.Column(column, _column_type(column, [r.get(column) for r in rows], name), nullable=True))
+    return sa.Table(name, metadata, *columns, **_MYSQL_TABLE)
+
+
+def metadata_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    """``_pinnacle_components`` and ``_pinnacle_artifacts``."""
+    components = sa.Table(
+        "_pinnacle_components",
+        metadata,
+        sa.Column("type", key_string(40), primary_key=True),
+        sa.Column("identifier", key_string(64), primary_key=True),
+        sa.Column("version", sa.Integer, primary_key=True),
+        sa.Column("uuid", sa.String(64), nullable=False),
+        sa.Column("data", long_text, nullable=False),
+        sa.Column("created_at", sa.Float(precision=53), nullable=False),
+        **_MYSQL_TABLE,
+    )
+    sa.Table(
+        "_pinnacle_state",
+        metadata,
+        sa.Column("key", sa.String(200), primary_key=True),
+        sa.Column("value", long_text, nullable=False),
+    )
+    artifacts = sa.Table(
+        "_pinnacle_artifacts",
+        metadata,
+        sa.Column("sha256", sa.String(64), primary_key=True),
+        sa.Column("part", sa.Integer, primary_key=True),
+        sa.Column("parts", sa.Integer, nullable=False),
+        sa.Column("data", blob, nullable=False),
+    )
+    return components, artifacts
+
+
+def listener_tables(
+    metadata: sa.MetaData, outputs: str, queue: str, failed: str, source_type: sa.types.TypeEngine
+) -> tuple[sa.Table, sa.Table, sa.Table]:
+    """The outputs, queue and failed tables of one listener, keyed by the source id type."""
+    outputs_table = sa.Table(
+        outputs,
+        metadata,
+        sa.Column("_source", source_type, primary_key=True),
+        sa.Column("_output", blob, nullable=False),
+        sa.Column("_model_uuid", sa.String(64), nullable=False),
+        sa.Column("_updated_at", sa.Float(precision=53), nullable=False),
+        **_MYSQL_TABLE,
+    )
+    queue_table = sa.Table(
+        queue,
+        metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("_source", source_type, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+        sa.Column("not_before", sa.Float(precision=53), nullable=True),
+        sa.Column("claimed_until", sa.Float(precision=53), nullable=True),
+        # SQLite reuses the largest rowid after a delete unless AUTOINCREMENT: a commit that
+        # checks "are my entries still there" by id would then delete another row's new entry.
+        sqlite_autoincrement=True,
+        **_MYSQL_TABLE,
+    )
+    # A short, fixed-length index name: MySQL allows 64 characters.
+    sa.Index("ixq_" + hashlib.sha1(queue.encode()).hexdigest()[:20], queue_table.c._source)
+    failed_table = sa.Table(
+        failed,
+        metadata,
+        sa.Column("_source", source_type, primary_key=True),
+        sa.Column("error_type", sa.String(200), nullable=False),
+        sa.Column("message", long_text, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("failed_at", sa.Float(precision=53), nullable=False),
+        **_MYSQL_TABLE,
+    )
+    return outputs_table, queue_table, failed_table
