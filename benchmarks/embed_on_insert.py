@@ -46,6 +46,8 @@ DEFAULT_URLS = {
     "sqlite": None,  # a file in a temporary folder
     "postgresql": "postgresql://postgres@127.0.0.1:5432/test",
     "mysql": "mysql://root@127.0.0.1:3306/test",
+    "mongomock": None,  # in-process mongomock; a real server: --url mongodb=mongodb://host/db
+    "mongodb": os.environ.get("PINNACLE_MONGODB_URI"),
 }
 
 # -- texts ---------------------------------------------------------------------------------
@@ -202,6 +204,12 @@ class Database:
         if self.backend == "sqlite":
             self.folder = tempfile.mkdtemp(prefix="pinnacle-bench-")
             return f"sqlite:///{self.folder}/bench.db"
+        if self.backend == "mongomock":
+            return f"mongomock://localhost/{self.name}"
+        if self.backend == "mongodb":
+            if not self.admin_url:
+                raise SystemExit("backend mongodb needs --url mongodb=mongodb://host/db or PINNACLE_MONGODB_URI")
+            return self.admin_url.rsplit("/", 1)[0] + f"/{self.name}"
         from pinnacle.plugins.sql.engine import normalise_url
 
         self._admin(f"CREATE DATABASE {self.name}")
@@ -211,6 +219,13 @@ class Database:
         if self.backend == "sqlite":
             if self.folder:
                 shutil.rmtree(self.folder, ignore_errors=True)
+            return
+        if self.backend == "mongomock":
+            return
+        if self.backend == "mongodb":
+            import pymongo
+
+            pymongo.MongoClient(self.url).drop_database(self.name)
             return
         extra = " WITH (FORCE)" if self.backend == "postgresql" else ""
         self._admin(f"DROP DATABASE IF EXISTS {self.name}{extra}")
@@ -382,7 +397,7 @@ def report(results: list[dict], args) -> None:
 
 def main(argv: t.Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql,mysql")
+    parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql,mysql,mongomock,mongodb")
     parser.add_argument("--rows", type=int, default=2000, help="rows for (a)/(b), backfill at apply")
     parser.add_argument("--live-rows", type=int, default=500, help="rows for (c), inserted with the listener live")
     parser.add_argument("--batch", type=int, default=100, help="rows per insert() call in (c)")

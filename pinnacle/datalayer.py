@@ -125,6 +125,7 @@ class Datalayer:
         record = self.backend.get_component(component.type_id, component.identifier)
         if record is not None and record["uuid"] == component.uuid:
             component.version = record["version"]
+            self._restore_missing_artifacts(component, record)
             self._activate(component)
             return
         version = 0 if record is None else record["version"] + 1
@@ -152,6 +153,13 @@ class Datalayer:
             raise
         logger.info("Applied %s %r version %d", component.type_id, component.identifier, version)
         self._activate(component)
+
+    def _restore_missing_artifacts(self, component: Component, record: dict) -> None:
+        """An identical re-apply stores again any artifact whose stored copy was deleted
+        (the repair for a corrupt artifact: delete its copy, re-apply its component)."""
+        stored = record["data"].get("_artifacts", {})
+        if any(not self.backend.has_artifact(ref["sha256"]) for ref in stored.values()):
+            self._store_artifacts(component)
 
     def _store_artifacts(self, component: Component) -> dict[str, ArtifactRef]:
         refs = {}

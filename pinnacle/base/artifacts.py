@@ -102,8 +102,9 @@ class ArtifactRef:
         data = self._store.get_artifact(self.sha256)
         if sha256_of(data) != self.sha256:
             raise IntegrityError(
-                f"Artifact {self.sha256[:12]} is corrupt: its bytes do not hash to its sha256. "
-                "Re-apply the component that owns it."
+                f"Artifact {self.sha256} is corrupt: the bytes stored for it do not hash to its sha256 "
+                "(altered or truncated in the metadata store). Delete its stored copy (the entries with this "
+                "sha256 in _pinnacle_artifacts), then re-apply the component that owns it to store the bytes again."
             )
         return data
 

@@ -153,13 +153,20 @@ def test_corrupt_bytes_artifact_is_refused_on_load(backend_kind, connect, raw_en
     _corrupt(raw_engine, sha)
     again = connect(retry=pinnacle.RetryPolicy(max_attempts=1, backoff_s=0.01))
     model = again.load("Model", "weighted")
-    with pytest.raises(IntegrityError, match=f"Artifact {sha[:12]} is corrupt"):
+    with pytest.raises(IntegrityError, match=f"Artifact {sha} is corrupt"):
         model.load_weights()
     # A drain never stores outputs computed from corrupt weights: the rows are parked with the cause.
     again["docs"].insert([{"_id": "b", "text": "world"}])
     assert "b" not in again.outputs("emb")
     (failure,) = again.failures("emb")
     assert failure["_source"] == "b" and failure["error_type"] == "IntegrityError" and "corrupt" in failure["message"]
+
+    # The advice in the message works: delete the stored copy, re-apply, and the weights load again.
+    with raw_engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM _pinnacle_artifacts WHERE sha256 = :s"), {"s": sha})
+    repaired = connect()
+    repaired.apply(pinnacle.Listener("emb", model=WeightedHash(identifier="weighted", weights=weights), key="text", select="docs"))
+    assert connect().load("Model", "weighted").load_weights() == weights
 
 
 @pytest.mark.parametrize("backend_kind", server_params("sqlite"), indirect=True)  # one is enough for 90 MB
@@ -171,7 +178,7 @@ def test_corrupt_model_directory_is_refused_on_load(backend_kind, connect, raw_e
     _corrupt(raw_engine, sha, part=1)
     monkeypatch.setenv("PINNACLE_CACHE", str(tmp_path / "empty-cache"))  # nothing unpacked yet
     listener = connect().load("Listener", "emb")
-    with pytest.raises(IntegrityError, match=f"Artifact {sha[:12]} is corrupt"):
+    with pytest.raises(IntegrityError, match=f"Artifact {sha} is corrupt"):
         listener.model.native
     unpacked = tmp_path / "empty-cache" / "artifacts" / sha
     assert not (unpacked / ".complete").exists()
