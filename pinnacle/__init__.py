@@ -10,7 +10,7 @@ Example:
     ['1']
 """
 
-from pinnacle.components import Listener, Model, MultiVector, Vector, VectorIndex, vector
+from pinnacle.components import Listener, Model, MultiVector, Text, TextChunker, Vector, VectorIndex, vector
 from pinnacle.datalayer import Datalayer, connect
 from pinnacle.embedding.drain import RetryPolicy
 from pinnacle.errors import (
@@ -30,8 +30,10 @@ __all__ = [
     "Model",
     "Listener",
     "VectorIndex",
+    "TextChunker",
     "Vector",
     "MultiVector",
+    "Text",
     "vector",
     "RetryPolicy",
     "PinnacleError",

@@ -18,6 +18,7 @@ from pinnacle.base.artifacts import ArtifactRef, pack_directory_cached, sha256_o
 from pinnacle.base.component import Component
 from pinnacle.base.encoding import decode, encode
 from pinnacle.base.identifiers import validate_column, validate_identifier, validate_table_name
+from pinnacle import chains
 from pinnacle.components.listener import Listener
 from pinnacle.components.model import Model
 from pinnacle.components.vector_index import VectorIndex
@@ -129,6 +130,14 @@ class Datalayer:
             self._activate(component)
             return
         version = 0 if record is None else record["version"] + 1
+        if isinstance(component, Listener) and record is not None:
+            users = chains.downstream_of(self, component.identifier)
+            if users:
+                raise StateError(
+                    f"Listener {component.identifier!r} changed, but Listener(s) {users} read its outputs table; "
+                    f"a new version gets a new table. Remove them first (db.remove('Listener', {users[0]!r})), "
+                    "apply this listener, then apply them again on db.outputs_table(...)."
+                )
         if isinstance(component, Model) and component.datatype is None:
             component.datatype = component.infer_datatype()
         component.version = version
@@ -311,6 +320,8 @@ class Datalayer:
 
     def _users_of(self, type_id: str, identifier: str) -> list[tuple[str, str]]:
         users = []
+        if type_id == "Listener":  # listeners reading its outputs table
+            users.extend(("Listener", name) for name in chains.downstream_of(self, identifier))
         for row in self.backend.list_components():
             record = self.backend.get_component(row["type"], row["identifier"])
             if _refers_to(record["data"], type_id, identifier):
@@ -357,9 +368,12 @@ class Datalayer:
 
     def _drain_table(self, table: str, ids: t.Sequence[t.Any]) -> None:
         self._sync()
+        drained = []
         for runtime in list(self._runtimes.values()):
             if runtime.listens_to(table):
                 runtime.drain_sources(table, ids)
+                drained.append(runtime)
+        chains.drain_downstream(self, drained)  # listeners reading their outputs (chunks -> vectors)
 
     def listeners(self) -> list[str]:
         """Identifiers of the applied listeners."""
@@ -372,7 +386,7 @@ class Datalayer:
         A listener whose model changed is built beside the serving version; when its last
         row is computed it starts serving and the old outputs are dropped.
         """
-        names = [listener] if listener else self.listeners()
+        names = [listener] if listener else chains.upstream_first(self, self.listeners())
         total = DrainStats()
         if names:  # writes by other clients that no trigger saw (MongoDB)
             self.backend.capture_outside_writes([d.spec for n in names for d in self._runtime(n).drainers.values()])
@@ -430,14 +444,25 @@ class Datalayer:
             self.drain(listener)
         return count
 
-    def outputs(self, listener: str) -> dict[t.Any, np.ndarray]:
-        """``{source id: output}`` for every row of ``listener``'s table that has one."""
+    def outputs(self, listener: str) -> dict[t.Any, t.Any]:
+        """``{source id: output}`` for every row of ``listener``'s table that has one; for a
+        flattened listener (e.g. a :class:`~pinnacle.TextChunker`) the output is the list of items."""
         drainer = self._drainer(listener)
         datatype = drainer.datatype
+        if drainer.spec.flatten:
+            return {s: [datatype.decode(x) for x in items] for s, items in self.backend.read_outputs(drainer.spec)}
         return {source: datatype.decode(data) for source, data in self.backend.read_outputs(drainer.spec)}
 
     def outputs_table(self, listener: str) -> Table:
-        """The table holding ``listener``'s outputs (``_source``, ``_output``...)."""
+        """The table holding ``listener``'s outputs (``_source``, ``_output``...).
+
+        It can be the ``select`` of another listener (a chain): on a flattened listener's
+        table each item is a row (``_id`` ``"<source>/<position>"``, ``_source``, ``_position``).
+
+        Example:
+            >>> emb = pinnacle.Listener("chunk-emb", model=model, key="_output",
+            ...                         select=db.outputs_table("chunks"))  # doctest: +SKIP
+        """
         return Table(self, self._drainer(listener).spec.outputs_table)
 
     # -- search -------------------------------------------------------------------------
@@ -448,14 +473,18 @@ class Datalayer:
         """Rows of ``table`` most similar to ``query`` by ``vector_index``, best first (see :meth:`Table.like`)."""
         live = self._live_index(vector_index)
         listener = live.listener
-        if listener.select != table:
-            raise ConfigError(f"VectorIndex {vector_index!r} searches table {listener.select!r}, not {table!r}.")
+        parent = None
+        if listener.select != table:  # an index over chunks of ``table``: hits map to parent rows
+            parent = chains.parent_listener(self, listener, table, vector_index)
         query_listener = live.index.compatible_listener or listener  # the serving model's query side
+        query = chains.parent_query(query_listener, parent, query)
         try:
             x = query_listener.model_input(query)
         except KeyError as exc:
             raise ConfigError(f"like(): the query needs the key {exc} of Listener {query_listener.identifier!r}.") from None
         vector = np.asarray(query_listener.model.predict_query(x), dtype=np.float32)
+        if parent is not None:
+            return chains.search_parents(self, live, vector, table, listener.select, n, filter)
         within = None
         if filter:
             pk = self.backend.primary_key(table)
@@ -482,6 +511,13 @@ class Datalayer:
         if index is None:
             raise NotFoundError(f"No VectorIndex {identifier!r}; db.show('VectorIndex') lists them.")
         serving = self._runtime(index.indexing_listener.identifier).serving
+        spec = ListenerSpec.of(serving)
+        if spec.flatten or spec.text:
+            raise ConfigError(
+                f"VectorIndex {identifier!r}: Listener {serving.identifier!r} stores "
+                f"{'lists of items' if spec.flatten else 'text'}, not vectors; index a listener that embeds them, "
+                f"e.g. Listener('{serving.identifier}-emb', model=..., key='_output', select=db.outputs_table({serving.identifier!r}))."
+            )
         if live is None or live.index is not index or live.listener is not serving:
             live = LiveIndex(self.backend, index, serving)
             self._indexes[identifier] = live

@@ -18,18 +18,31 @@ Where = t.Optional[t.Mapping[str, t.Any]]
 
 @dc.dataclass(frozen=True)
 class ListenerSpec:
-    """What the backend needs to know of a listener: names only, no model."""
+    """What the backend needs to know of a listener: names and the shape of its outputs, no model.
+
+    ``flatten``: the model returns a list per row and each item is an output of its own
+    (SQL: one row per item, ``_id = "<source>/<position>"``, indexed ``_source``).
+    ``text``: outputs are ``str`` (a text column), not bytes.
+    """
 
     identifier: str
     table: str
     key_columns: tuple[str, ...]
     model_uuid: str = ""
     version: int = 0
+    flatten: bool = False
+    text: bool = False
 
     @classmethod
     def of(cls, listener: t.Any) -> "ListenerSpec":
         """The spec of a :class:`~pinnacle.components.listener.Listener` (at its version)."""
-        return cls(listener.identifier, listener.select, listener.key_columns, listener.model.uuid, listener.version or 0)
+        from pinnacle.components.datatype import Text
+
+        model = listener.model
+        return cls(
+            listener.identifier, listener.select, listener.key_columns, model.uuid, listener.version or 0,
+            flatten=bool(model.flatten), text=isinstance(model.datatype, Text),
+        )
 
     @property
     def storage_name(self) -> str:
@@ -72,7 +85,8 @@ class Failure:
 class WorkResult:
     """What a drain decided for a batch of :class:`WorkItem`, committed in one transaction."""
 
-    outputs: list[tuple[t.Any, bytes]] = dc.field(default_factory=list)
+    #: ``(source, data)``; for a flattened listener ``data`` is the list of the row's items.
+    outputs: list[tuple[t.Any, t.Any]] = dc.field(default_factory=list)
     gone: list[t.Any] = dc.field(default_factory=list)
     retry: list[tuple[t.Any, int, float]] = dc.field(default_factory=list)  # source, attempts, not_before
     failed: list[tuple[t.Any, Failure]] = dc.field(default_factory=list)
@@ -192,7 +206,8 @@ class DataBackend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def read_outputs(self, spec: ListenerSpec, sources: t.Optional[t.Sequence[t.Any]] = None) -> t.Iterator[tuple[t.Any, bytes]]: ...
+    def read_outputs(self, spec: ListenerSpec, sources: t.Optional[t.Sequence[t.Any]] = None) -> t.Iterator[tuple[t.Any, t.Any]]:
+        """``(source, data)`` of the outputs; for a flattened listener ``data`` is the list of items, in order."""
 
     @abc.abstractmethod
     def output_stamps(self, spec: ListenerSpec) -> t.Iterator[tuple[t.Any, float]]:

@@ -1,8 +1,9 @@
-"""Model, Listener, VectorIndex and datatypes."""
+"""Model, Listener, VectorIndex, TextChunker and datatypes."""
 
-from pinnacle.components.datatype import MultiVector, Vector, vector
+from pinnacle.components.chunker import TextChunker
+from pinnacle.components.datatype import MultiVector, Text, Vector, vector
 from pinnacle.components.listener import Listener
 from pinnacle.components.model import Model
 from pinnacle.components.vector_index import VectorIndex
 
-__all__ = ["Model", "Listener", "VectorIndex", "Vector", "MultiVector", "vector"]
+__all__ = ["Model", "Listener", "VectorIndex", "TextChunker", "Vector", "MultiVector", "Text", "vector"]

@@ -9,7 +9,7 @@ import numpy as np
 
 from pinnacle.errors import ConfigError
 
-__all__ = ["Vector", "MultiVector", "datatype_from_json", "vector"]
+__all__ = ["Vector", "MultiVector", "Text", "datatype_from_json", "vector"]
 
 _DTYPES = ("float32", "float16", "float64", "int8", "uint8")
 
@@ -115,6 +115,30 @@ class MultiVector:
         return {"_type": "multivector", "dim": self.dim, "dtype": self.dtype}
 
 
+@dc.dataclass(frozen=True)
+class Text:
+    """Text outputs (e.g. the chunks of a :class:`~pinnacle.components.chunker.TextChunker`),
+    stored in a text column, so a downstream listener can read them as its key.
+
+    Example:
+        >>> Text().decode(Text().encode("a chunk"))
+        'a chunk'
+    """
+
+    def encode(self, value: t.Any) -> str:
+        """``value`` itself: a ``str`` that is valid UTF-8."""
+        if not isinstance(value, str):
+            raise ValueError(f"expected text (str), got {type(value).__name__}")
+        value.encode("utf-8")  # a lone surrogate cannot be stored
+        return value
+
+    def decode(self, data: t.Any) -> str:
+        return data if isinstance(data, str) else bytes(data).decode("utf-8")
+
+    def to_json(self) -> dict:
+        return {"_type": "text"}
+
+
 def vector(dim: int | None = None, dtype: str = "float32") -> Vector:
     """Shorthand for :class:`Vector`."""
     return Vector(dim, dtype)
@@ -126,4 +150,6 @@ def datatype_from_json(data: dict) -> Vector | MultiVector:
         return Vector(data.get("dim"), data.get("dtype", "float32"))
     if kind == "multivector":
         return MultiVector(data["dim"], data.get("dtype", "float32"))
-    raise ConfigError(f"Unknown datatype {kind!r}; known: ['vector', 'multivector'].")
+    if kind == "text":
+        return Text()
+    raise ConfigError(f"Unknown datatype {kind!r}; known: ['vector', 'multivector', 'text'].")

@@ -6,7 +6,7 @@ import dataclasses as dc
 import typing as t
 
 from pinnacle.base.component import Component
-from pinnacle.components.datatype import MultiVector, Vector
+from pinnacle.components.datatype import MultiVector, Text, Vector
 from pinnacle.components.devices import DEFAULT_DEVICE, choose_device
 from pinnacle.errors import ConfigError
 
@@ -31,7 +31,8 @@ class Model(Component):
             ``'*args,**kwargs'`` (``x == (args, kwargs)``).
         datatype: Datatype of outputs; found from the model when not given.
         output_schema: Output schema for models returning several fields.
-        flatten: The model returns a list per input; each item is stored as its own output.
+        flatten: The model returns a list per input; each item is stored as its own output
+            (keyed ``"<source id>/<position>"``), and recomputing a row replaces all its items.
         model_update_kwargs: Keyword arguments for model updates.
         predict_kwargs: Keyword arguments passed to the native predict call.
         compute_kwargs: Options for the compute backend (Ray: ``num_cpus``, ``num_gpus``...).
@@ -111,15 +112,15 @@ class Model(Component):
         """The device this model loads on (see ``device`` and ``preferred_devices``)."""
         return choose_device(self.device, self.preferred_devices)
 
-    def output_datatype(self) -> Vector | MultiVector:
+    def output_datatype(self) -> Vector | MultiVector | Text:
         """The datatype of outputs: ``datatype`` when given, else inferred (may load the model)."""
-        if isinstance(self.datatype, (Vector, MultiVector)):
+        if isinstance(self.datatype, (Vector, MultiVector, Text)):
             return self.datatype
         if isinstance(self.datatype, int):
             return Vector(self.datatype)
         if self.datatype is None:
             return self.infer_datatype()
-        raise ConfigError(f"Model {self.identifier!r}: datatype {self.datatype!r} is not a Vector, a MultiVector or an int.")
+        raise ConfigError(f"Model {self.identifier!r}: datatype {self.datatype!r} is not a Vector, a MultiVector, a Text or an int.")
 
     def infer_datatype(self) -> Vector | MultiVector:
         """Datatype found from the model itself; the base knows only "float32 vector"."""

@@ -102,7 +102,8 @@ class Drainer:
             failed=sum(1 for s, _ in result.failed if s in committed),
             skipped=len(items) - len(committed),
         )
-        if self.on_commit is not None and committed:
+        # Indexes read flattened and text outputs from the table; vectors go to them directly.
+        if self.on_commit is not None and committed and not (self.spec.flatten or self.spec.text):
             done = [(s, v) for (s, _), v in zip(result.outputs, vectors) if s in committed]
             self.on_commit([s for s, _ in done], [v for _, v in done], [s for s in result.gone if s in committed], stamp)
         return stats
@@ -150,17 +151,18 @@ class Drainer:
         vectors: list[np.ndarray] = []
         now = time.time()
         datatype = self.datatype if todo else None
+        flatten = self.spec.flatten
         for (item, _), out in zip(todo, outputs):
             if isinstance(out, PredictError):
                 self._fail(result, item, out.error_type, str(out), now)
                 continue
             try:
-                data = datatype.encode(out)
+                data = _encode_items(datatype, out) if flatten else datatype.encode(out)
             except (ValueError, TypeError) as exc:
                 self._park(result, item, "InvalidOutput", f"model output cannot be stored: {exc}")
                 continue
             result.outputs.append((item.source, data))
-            vectors.append(np.asarray(out))
+            vectors.append(None if flatten or self.spec.text else np.asarray(out))
         return result, vectors
 
     def _message(self, item: WorkItem, cause: str) -> str:
@@ -181,3 +183,10 @@ class Drainer:
         else:
             logger.info("%s (attempt %d, retrying)", message, attempts)
             result.retry.append((item.source, attempts, now + self.retry.delay(attempts)))
+
+
+def _encode_items(datatype: t.Any, out: t.Any) -> list[t.Any]:
+    """The stored form of each item of a flattened model's output (a list or tuple)."""
+    if not isinstance(out, (list, tuple)):
+        raise TypeError(f"flatten=True: the model must return a list per input, got {type(out).__name__}")
+    return [datatype.encode(x) for x in out]

@@ -158,16 +158,19 @@ class SQLClaim(Claim):
             for part in chunks(claimed):
                 still_there.update(conn.execute(sa.select(queue.c.id).where(queue.c.id.in_(part))).scalars())
         mine = {owner[qid] for qid in still_there}
-        outs = [
-            {"_source": s, "_output": data, "_model_uuid": spec.model_uuid, "_updated_at": now}
-            for s, data in result.outputs
-            if s in mine
-        ]
-        for part in chunks(outs, 500):
-            upsert(conn, outputs, list(part), "_source")
         done = [s for s, _ in result.outputs if s in mine]
         gone = [s for s in result.gone if s in mine]
-        _delete_keys(conn, outputs.c._source, gone)
+        if spec.flatten:
+            _replace_items(conn, outputs, [(s, data) for s, data in result.outputs if s in mine], gone, spec.model_uuid, now)
+        else:
+            outs = [
+                {"_source": s, "_output": data, "_model_uuid": spec.model_uuid, "_updated_at": now}
+                for s, data in result.outputs
+                if s in mine
+            ]
+            for part in chunks(outs, 500):
+                upsert(conn, outputs, list(part), "_source")
+            _delete_keys(conn, outputs.c._source, gone)
         _delete_keys(conn, failed.c._source, done + gone)
         parked = [
             {"_source": s, "error_type": f.error_type[:200], "message": f.message, "attempts": f.attempts, "failed_at": now}
@@ -187,6 +190,33 @@ class SQLClaim(Claim):
         finished = [qid for qid in still_there if qid not in retry_ids]
         _delete_keys(conn, queue.c.id, finished)
         return mine
+
+
+def item_id(source: t.Any, position: int) -> str:
+    """The id of item ``position`` of a flattened output of ``source``.
+
+    Example:
+        >>> item_id("d1", 3)
+        'd1/3'
+    """
+    return f"{source}/{position}"
+
+
+def _replace_items(conn: sa.Connection, outputs: sa.Table, results: list, gone: list, model_uuid: str, now: float) -> None:
+    """A flattened listener's commit: each source's old items go, its new items come in.
+
+    Deleting and inserting (rather than upserting) fires the delete and insert triggers of
+    downstream listeners, so they recompute every item and drop the outputs of items that
+    are gone, in this same transaction.
+    """
+    _delete_keys(conn, outputs.c._source, [s for s, _ in results] + list(gone))
+    rows = [
+        {"_id": item_id(s, i), "_source": s, "_position": i, "_output": data, "_model_uuid": model_uuid, "_updated_at": now}
+        for s, items in results
+        for i, data in enumerate(items)
+    ]
+    for part in chunks(rows, 500):
+        conn.execute(outputs.insert(), list(part))
 
 
 def _delete_keys(conn: sa.Connection, column: sa.Column, keys: t.Sequence[t.Any]) -> None:

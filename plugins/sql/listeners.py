@@ -38,7 +38,10 @@ class ListenerStorage:
             if found is None:
                 source = self.table(spec.table)  # type: ignore[attr-defined]
                 pk = source.c[self.primary_key(spec.table)]  # type: ignore[attr-defined]
-                found = listener_tables(sa.MetaData(), spec.outputs_table, spec.queue_table, spec.failed_table, pk.type)
+                found = listener_tables(
+                    sa.MetaData(), spec.outputs_table, spec.queue_table, spec.failed_table, pk.type,
+                    flatten=spec.flatten, text=spec.text,
+                )
                 self._listener_tables[spec.storage_name] = found
             return found
 
@@ -98,17 +101,37 @@ class ListenerStorage:
             return [(int(q), s) for q, s in conn.execute(query.order_by(queue.c.id).limit(int(limit)))]
 
     # -- reading ----------------------------------------------------------------------
-    def read_outputs(self, spec: ListenerSpec, sources=None) -> t.Iterator[tuple[t.Any, bytes]]:
+    def read_outputs(self, spec: ListenerSpec, sources=None) -> t.Iterator[tuple[t.Any, t.Any]]:
         outputs, _, _ = self._tables_for(spec)
+        if spec.flatten:
+            yield from self._read_items(outputs, sources, spec.text)
+            return
         query = sa.select(outputs.c._source, outputs.c._output)
         with self.engine.connect() as conn:
             if sources is None:
                 for src, data in conn.execution_options(yield_per=2000).execute(query):
-                    yield src, bytes(data)
+                    yield src, _stored(data, spec.text)
                 return
             for part in chunks(list(sources)):
                 for src, data in conn.execute(query.where(outputs.c._source.in_(part))):
-                    yield src, bytes(data)
+                    yield src, _stored(data, spec.text)
+
+    def _read_items(self, outputs: sa.Table, sources, text: bool) -> t.Iterator[tuple[t.Any, list]]:
+        """``(source, [items in position order])`` of a flattened listener's outputs."""
+        query = sa.select(outputs.c._source, outputs.c._output).order_by(outputs.c._source, outputs.c._position)
+        parts = [None] if sources is None else list(chunks(list(sources)))
+        with self.engine.connect() as conn:
+            for part in parts:
+                current, items = None, []
+                selected = query if part is None else query.where(outputs.c._source.in_(part))
+                for src, data in conn.execution_options(yield_per=2000).execute(selected):
+                    if items and src != current:
+                        yield current, items
+                        items = []
+                    current = src
+                    items.append(_stored(data, text))
+                if items:
+                    yield current, items
 
     def output_stamps(self, spec: ListenerSpec) -> t.Iterator[tuple[t.Any, float]]:
         outputs, _, _ = self._tables_for(spec)
@@ -133,7 +156,8 @@ class ListenerStorage:
                 sa.select(sa.func.count(sa.distinct(queue.c._source))).where(queue.c.not_before > now)
             ).scalar_one()
             n_failed = conn.execute(sa.select(sa.func.count()).select_from(failed)).scalar_one()
-            n_outputs = conn.execute(sa.select(sa.func.count()).select_from(outputs)).scalar_one()
+            counted = sa.func.count(sa.distinct(outputs.c._source)) if spec.flatten else sa.func.count()
+            n_outputs = conn.execute(sa.select(counted).select_from(outputs)).scalar_one()
         return {"pending": int(pending), "retrying": int(retrying), "failed": int(n_failed), "outputs": int(n_outputs)}
 
     def failures(self, spec: ListenerSpec, limit: int = 100) -> list[dict]:
@@ -158,3 +182,8 @@ class ListenerStorage:
             return self.has_table(spec.queue_table)  # type: ignore[attr-defined]
         except NotFoundError:
             return False
+
+
+def _stored(data: t.Any, text: bool) -> t.Any:
+    """An ``_output`` value as read: ``str`` for text outputs, ``bytes`` otherwise."""
+    return data if text else bytes(data)

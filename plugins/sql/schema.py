@@ -115,19 +115,40 @@ def metadata_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     return components, artifacts
 
 
+#: Longest id of a flattened output (``"<source id>/<position>"``).
+ITEM_ID_LENGTH = 255
+
+
 def listener_tables(
-    metadata: sa.MetaData, outputs: str, queue: str, failed: str, source_type: sa.types.TypeEngine
+    metadata: sa.MetaData, outputs: str, queue: str, failed: str, source_type: sa.types.TypeEngine,
+    *, flatten: bool = False, text: bool = False,
 ) -> tuple[sa.Table, sa.Table, sa.Table]:
-    """The outputs, queue and failed tables of one listener, keyed by the source id type."""
+    """The outputs, queue and failed tables of one listener, keyed by the source id type.
+
+    Outputs are one row per source (``_source`` primary key), or with ``flatten`` one row
+    per item (``_id`` = ``"<source>/<position>"`` primary key, ``_source`` indexed,
+    ``_position``). ``_output`` is bytes, or text with ``text``.
+    """
+    output_type = long_text if text else blob
+    if flatten:
+        keys = [
+            sa.Column("_id", key_string(ITEM_ID_LENGTH), primary_key=True),
+            sa.Column("_source", source_type, nullable=False),
+            sa.Column("_position", sa.Integer, nullable=False),
+        ]
+    else:
+        keys = [sa.Column("_source", source_type, primary_key=True)]
     outputs_table = sa.Table(
         outputs,
         metadata,
-        sa.Column("_source", source_type, primary_key=True),
-        sa.Column("_output", blob, nullable=False),
+        *keys,
+        sa.Column("_output", output_type, nullable=False),
         sa.Column("_model_uuid", sa.String(64), nullable=False),
         sa.Column("_updated_at", sa.Float(precision=53), nullable=False),
         **_MYSQL_TABLE,
     )
+    if flatten:
+        sa.Index("ixo_" + hashlib.sha1(outputs.encode()).hexdigest()[:20], outputs_table.c._source)
     queue_table = sa.Table(
         queue,
         metadata,
