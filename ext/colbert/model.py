@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses as dc
 import json
 import logging
-import shutil
-import tempfile
 import threading
 import typing as t
 from pathlib import Path
@@ -14,13 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from pinnacle.backends.maxsim import maxsim_scores
-from pinnacle.base.artifacts import ArtifactRef
+from pinnacle.base.artifacts import StoredFolder
 from pinnacle.components.datatype import MultiVector
 from pinnacle.components.model import Model, Signature
+from pinnacle.components.text_input import check_text
 from pinnacle.errors import ConfigError
 from pinnacle.ext.colbert.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from pinnacle.ext.colbert.encoding import DEFAULT_SKIPLIST, Settings, encode_texts, skiplist_ids
-from pinnacle.ext.transformers._hf import NativeCache, check_text, read_json
+from pinnacle.ext.transformers._hf import NativeCache, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +98,7 @@ class ColBERT(Model):
     config_kwargs: dict = dc.field(default_factory=dict)
     trust_remote_code: bool = False
 
-    _artifact: t.Optional[ArtifactRef] = dc.field(default=None, init=False, repr=False, compare=False)
-    _saved: t.Optional[str] = dc.field(default=None, init=False, repr=False, compare=False)
+    _weights: StoredFolder = dc.field(default_factory=StoredFolder, init=False, repr=False, compare=False)
     _native: t.Any = dc.field(default=None, init=False, repr=False, compare=False)
     _lock: threading.Lock = dc.field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
@@ -129,7 +127,7 @@ class ColBERT(Model):
 
     # -- loading ------------------------------------------------------------------------
     def _source(self) -> str:
-        return str(self._artifact.path()) if self._artifact is not None else self.model_name_or_path
+        return str(self._weights.ref.path()) if self._weights.ref is not None else self.model_name_or_path
 
     def _settings(self, config: dict) -> Settings:
         def pick(name: str, default: t.Any) -> t.Any:
@@ -270,17 +268,7 @@ class ColBERT(Model):
 
     def dump_artifacts(self) -> dict[str, t.Any]:
         """The checkpoint folder (PyLate layout, safetensors)."""
-        if self._artifact is not None:
-            return {"model": self._artifact}
-        folder = tempfile.mkdtemp(prefix="pinnacle-colbert-")
-        self.save_pretrained(folder)
-        self._saved = folder
-        return {"model": Path(folder)}
+        return self._weights.dump(self.save_pretrained, prefix="pinnacle-colbert-")
 
     def on_artifacts_loaded(self, artifacts: dict[str, t.Any]) -> None:
-        ref = artifacts.get("model")
-        if isinstance(ref, ArtifactRef):
-            self._artifact = ref
-        if self._saved is not None:
-            shutil.rmtree(self._saved, ignore_errors=True)
-            self._saved = None
+        self._weights.adopt(artifacts)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses as dc
 import logging
 import os
-import tempfile
 import threading
 import typing as t
 from pathlib import Path
@@ -13,10 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from pinnacle._deps import require
-from pinnacle.base.artifacts import ArtifactRef
+from pinnacle.base.artifacts import StoredFolder
 from pinnacle.base.component import class_path
 from pinnacle.components.datatype import Vector
 from pinnacle.components.model import Model, Signature
+from pinnacle.components.text_input import check_text
 from pinnacle.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class SentenceTransformer(Model):
     preprocess: t.Optional[t.Callable] = None
     postprocess: t.Optional[t.Callable] = None
 
-    _artifact: t.Optional[ArtifactRef] = dc.field(default=None, init=False, repr=False, compare=False)
+    _weights: StoredFolder = dc.field(default_factory=StoredFolder, init=False, repr=False, compare=False)
     _lock: threading.Lock = dc.field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def __post_init__(self, db=None, artifacts=None) -> None:
@@ -115,8 +115,8 @@ class SentenceTransformer(Model):
         return self.object
 
     def _source(self) -> str:
-        if self._artifact is not None:
-            return str(self._artifact.path())
+        if self._weights.ref is not None:
+            return str(self._weights.ref.path())
         assert self.model is not None
         return self.model
 
@@ -138,20 +138,14 @@ class SentenceTransformer(Model):
 
     # -- artifacts ----------------------------------------------------------------------
     def dump_artifacts(self) -> dict[str, t.Any]:
-        if self._artifact is not None:
-            return {"model": self._artifact}
-        if self.model is not None and os.path.isdir(self.model):
+        if self._weights.ref is None and self.model is not None:
+            if not os.path.isdir(self.model):
+                return {}  # a hub name: loaded by name wherever the model runs
             return {"model": Path(self.model)}
-        if self.model is None and self.object is not None:
-            folder = tempfile.mkdtemp(prefix="pinnacle-st-")
-            self.object.save(folder)
-            return {"model": Path(folder)}
-        return {}
+        return self._weights.dump(self.object.save, prefix="pinnacle-st-")
 
     def on_artifacts_loaded(self, artifacts: dict[str, t.Any]) -> None:
-        ref = artifacts.get("model")
-        if isinstance(ref, ArtifactRef):
-            self._artifact = ref
+        self._weights.adopt(artifacts)
 
     # -- prediction ---------------------------------------------------------------------
     def _encode_kwargs(self) -> dict[str, t.Any]:
@@ -198,17 +192,7 @@ class SentenceTransformer(Model):
             text = self._prepare(x)
         except Exception as exc:  # noqa: BLE001 - reported as the row's failure
             return f"preprocess failed: {type(exc).__name__}: {exc}"
-        if text is None:
-            return "the text is missing (None)"
-        if isinstance(text, (bytes, bytearray)):
-            return "expected text but got bytes; decode them to str first"
-        if not isinstance(text, str):
-            return f"expected text (str) but got {type(text).__name__}"
-        if not text.strip():
-            return "the text is empty"
-        if len(text) > self.max_input_chars:
-            return f"the text has {len(text):,} characters, more than the {self.max_input_chars:,} allowed"
-        return None
+        return check_text(text, self.max_input_chars)
 
     # -- metadata -----------------------------------------------------------------------
     def infer_datatype(self) -> Vector:

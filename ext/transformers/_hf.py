@@ -15,7 +15,7 @@ from pinnacle.errors import PinnacleError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["NativeCache", "read_json", "save_pretrained", "check_text", "chunks", "torch_module", "transformers_module"]
+__all__ = ["NativeCache", "read_json", "save_pretrained", "chunks", "torch_module", "transformers_module"]
 
 
 class NativeCache:
@@ -85,21 +85,6 @@ def save_pretrained(obj: t.Any, folder: str | os.PathLike) -> None:
     unsafe = [p.name for p in Path(folder).glob("*.bin")]
     if unsafe:
         raise PinnacleError(f"save_pretrained wrote pickled weights {unsafe} instead of safetensors into {folder}.")
-
-
-def check_text(text: t.Any, max_chars: int) -> t.Optional[str]:
-    """Why ``text`` is not a usable text input (a short reason), or ``None``."""
-    if text is None:
-        return "the text is missing (None)"
-    if isinstance(text, (bytes, bytearray)):
-        return "expected text but got bytes; decode them to str first"
-    if not isinstance(text, str):
-        return f"expected text (str) but got {type(text).__name__}"
-    if not text.strip():
-        return "the text is empty"
-    if len(text) > max_chars:
-        return f"the text has {len(text):,} characters, more than the {max_chars:,} allowed"
-    return None
 
 
 def chunks(items: t.Sequence[t.Any], size: int) -> t.Iterator[t.Sequence[t.Any]]:

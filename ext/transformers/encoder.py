@@ -5,21 +5,19 @@ from __future__ import annotations
 import dataclasses as dc
 import json
 import logging
-import shutil
-import tempfile
 import threading
 import typing as t
 from pathlib import Path
 
 import numpy as np
 
-from pinnacle.base.artifacts import ArtifactRef
+from pinnacle.base.artifacts import StoredFolder
 from pinnacle.components.datatype import Vector
 from pinnacle.components.model import Model, Signature
+from pinnacle.components.text_input import check_text
 from pinnacle.errors import ConfigError
 from pinnacle.ext.transformers._hf import (
     NativeCache,
-    check_text,
     chunks,
     read_json,
     save_pretrained,
@@ -85,8 +83,7 @@ class TextEncoder(Model):
     query_prefix: str = ""
     document_prefix: str = ""
 
-    _artifact: t.Optional[ArtifactRef] = dc.field(default=None, init=False, repr=False, compare=False)
-    _saved: t.Optional[str] = dc.field(default=None, init=False, repr=False, compare=False)
+    _weights: StoredFolder = dc.field(default_factory=StoredFolder, init=False, repr=False, compare=False)
     _lock: threading.Lock = dc.field(default_factory=threading.Lock, init=False, repr=False, compare=False)
     _native: t.Any = dc.field(default=None, init=False, repr=False, compare=False)
 
@@ -106,7 +103,7 @@ class TextEncoder(Model):
 
     # -- loading ------------------------------------------------------------------------
     def _source(self) -> str:
-        return str(self._artifact.path()) if self._artifact is not None else self.model
+        return str(self._weights.ref.path()) if self._weights.ref is not None else self.model
 
     @property
     def native(self) -> tuple[t.Any, t.Any, _Settings]:
@@ -143,23 +140,16 @@ class TextEncoder(Model):
     # -- artifacts ----------------------------------------------------------------------
     def dump_artifacts(self) -> dict[str, t.Any]:
         """The tokenizer and weights (safetensors), saved with ``save_pretrained``."""
-        if self._artifact is not None:
-            return {"model": self._artifact}
+        return self._weights.dump(self._save, prefix="pinnacle-hf-")
+
+    def _save(self, folder: str) -> None:
         tokenizer, network, settings = self.native
-        folder = tempfile.mkdtemp(prefix="pinnacle-hf-")
         save_pretrained(tokenizer, folder)
         save_pretrained(network, folder)
         _write_st_settings(Path(folder), settings, network.config.hidden_size)
-        self._saved = folder
-        return {"model": Path(folder)}
 
     def on_artifacts_loaded(self, artifacts: dict[str, t.Any]) -> None:
-        ref = artifacts.get("model")
-        if isinstance(ref, ArtifactRef):
-            self._artifact = ref
-        if self._saved is not None:  # packed into the store: the temporary copy is no longer needed
-            shutil.rmtree(self._saved, ignore_errors=True)
-            self._saved = None
+        self._weights.adopt(artifacts)
 
     # -- prediction ---------------------------------------------------------------------
     def encode(self, texts: t.Sequence[str], *, is_query: bool = False) -> np.ndarray:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import dataclasses as dc
 import logging
-import shutil
-import tempfile
 import threading
 import typing as t
 from pathlib import Path
 
 import numpy as np
 
-from pinnacle.base.artifacts import ArtifactRef
+from pinnacle.base.artifacts import StoredFolder
 from pinnacle.components.datatype import MultiVector, Vector
 from pinnacle.components.model import Model, Signature
 from pinnacle.errors import ConfigError
@@ -71,8 +69,7 @@ class Pipeline(Model):
     postprocess: t.Optional[t.Callable] = None
     batch_size: int = 8
 
-    _artifact: t.Optional[ArtifactRef] = dc.field(default=None, init=False, repr=False, compare=False)
-    _saved: t.Optional[str] = dc.field(default=None, init=False, repr=False, compare=False)
+    _weights: StoredFolder = dc.field(default_factory=StoredFolder, init=False, repr=False, compare=False)
     _lock: threading.Lock = dc.field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def __post_init__(self, db=None, artifacts=None) -> None:
@@ -96,7 +93,7 @@ class Pipeline(Model):
     @property
     def native(self) -> t.Any:
         """The loaded ``transformers`` pipeline (once per process, device and options)."""
-        source = str(self._artifact.path()) if self._artifact is not None else self.model
+        source = str(self._weights.ref.path()) if self._weights.ref is not None else self.model
         device = self.resolved_device()
         key = (self.task, source, device, repr(sorted(self.pipeline_kwargs.items())))
         return _cache.get(key, lambda: self._load(source, device))
@@ -109,20 +106,10 @@ class Pipeline(Model):
     # -- artifacts ----------------------------------------------------------------------
     def dump_artifacts(self) -> dict[str, t.Any]:
         """The pipeline's model and tokenizer (safetensors), saved with ``save_pretrained``."""
-        if self._artifact is not None:
-            return {"model": self._artifact}
-        folder = tempfile.mkdtemp(prefix="pinnacle-pipeline-")
-        save_pretrained(self.native, folder)
-        self._saved = folder
-        return {"model": Path(folder)}
+        return self._weights.dump(lambda folder: save_pretrained(self.native, folder), prefix="pinnacle-pipeline-")
 
     def on_artifacts_loaded(self, artifacts: dict[str, t.Any]) -> None:
-        ref = artifacts.get("model")
-        if isinstance(ref, ArtifactRef):
-            self._artifact = ref
-        if self._saved is not None:
-            shutil.rmtree(self._saved, ignore_errors=True)
-            self._saved = None
+        self._weights.adopt(artifacts)
 
     # -- prediction ---------------------------------------------------------------------
     def _finish(self, output: t.Any, x: t.Any) -> t.Any:

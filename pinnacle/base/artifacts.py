@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pinnacle.errors import PinnacleError
 
-__all__ = ["ArtifactRef", "ArtifactStore", "pack_directory", "pack_directory_cached", "sha256_of", "cache_dir", "IntegrityError"]
+__all__ = ["ArtifactRef", "ArtifactStore", "StoredFolder", "pack_directory", "pack_directory_cached", "sha256_of", "cache_dir", "IntegrityError"]
 
 
 class IntegrityError(PinnacleError):
@@ -134,3 +134,36 @@ class ArtifactRef:
 
     def __repr__(self) -> str:
         return f"ArtifactRef({self.sha256[:12]}, kind={self.kind!r})"
+
+
+class StoredFolder:
+    """A model's weights as one folder artifact named ``model``: saved to a temporary
+    folder for the store at the first apply, read back from the store after that.
+
+    Example:
+        >>> weights = StoredFolder()
+        >>> weights.dump(lambda folder: None, prefix="pinnacle-example-")  # doctest: +SKIP
+        {'model': PosixPath('/tmp/pinnacle-example-...')}
+    """
+
+    def __init__(self) -> None:
+        self.ref: t.Optional[ArtifactRef] = None
+        self._temporary: t.Optional[str] = None
+
+    def dump(self, save: t.Callable[[str], t.Any], prefix: str) -> dict[str, t.Any]:
+        """``{"model": ref}`` once stored; otherwise ``save(folder)`` into a new temporary folder."""
+        if self.ref is not None:
+            return {"model": self.ref}
+        folder = tempfile.mkdtemp(prefix=prefix)
+        save(folder)
+        self._temporary = folder
+        return {"model": Path(folder)}
+
+    def adopt(self, artifacts: dict[str, t.Any]) -> None:
+        """Keep the stored ``model`` ref; the temporary copy, now packed, is removed."""
+        ref = artifacts.get("model")
+        if isinstance(ref, ArtifactRef):
+            self.ref = ref
+        if self._temporary is not None:
+            shutil.rmtree(self._temporary, ignore_errors=True)
+            self._temporary = None

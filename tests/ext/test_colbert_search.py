@@ -59,7 +59,7 @@ def test_listener_and_maxsim_index(connect, corpus_rows, model_path, artifact_fi
     assert "r02" not in {h["_id"] for h in db["docs"].like({"text": QUERIES[1]}, vector_index="docs-maxsim", n=11)}
 
     # The checkpoint went to the artifact store in PyLate's layout.
-    files = artifact_files(model._artifact)
+    files = artifact_files(model._weights.ref)
     assert json.loads(files["modules.json"])[1]["path"] == "1_Dense"
     assert "1_Dense/model.safetensors" in files and "model.safetensors" in files
 

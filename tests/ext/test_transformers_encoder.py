@@ -93,14 +93,14 @@ def test_listener_search_and_reload(connect, corpus_rows, model_path, st_native,
         assert hits[0]["_id"] == f"r{answer:02d}"
 
     # The weights went into the database as safetensors, written by save_pretrained.
-    files = artifact_files(model._artifact)
+    files = artifact_files(model._weights.ref)
     assert "model.safetensors" in files and "tokenizer.json" in files
     assert not [name for name in files if name.endswith((".bin", ".pt", ".pkl"))]
 
     # Another process: the model comes from the artifact store, not from model_path.
     other = connect()
     loaded = other.load("Model", "minilm-hf")
-    assert isinstance(loaded, TextEncoder) and loaded._artifact is not None
+    assert isinstance(loaded, TextEncoder) and loaded._weights.ref is not None
     assert loaded._source() != model_path
     np.testing.assert_allclose(loaded.predict(CORPUS[3]), outputs["r03"], atol=1e-6)
     other["docs"].insert([{"_id": "new", "text": "A kitten dozes in the sunny window."}])

@@ -56,5 +56,5 @@ def test_listener_stores_pooled_vectors(sqlite_db, model_path, artifact_files):
     outputs = sqlite_db.outputs("docs-pipe")
     assert len(outputs) == 4 and outputs["0"].shape == (384,)
     np.testing.assert_allclose(outputs["1"], model.predict(CORPUS[1]), atol=1e-5)
-    files = artifact_files(model._artifact)
+    files = artifact_files(model._weights.ref)
     assert "model.safetensors" in files and not [n for n in files if n.endswith(".bin")]
