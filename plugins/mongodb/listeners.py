@@ -1,7 +1,7 @@
 """The embedding path on MongoDB: the listener registry and each listener's collections.
 
 A listener version has ``_outputs__<name>`` (one document per source document, unique
-``_source``), ``_queue__<name>`` (ids to compute) and ``_failed__<name>`` (rows that could
+``_source``; a flattened listener keeps the list of a document's items in its ``_output``), ``_queue__<name>`` (ids to compute) and ``_failed__<name>`` (rows that could
 not be computed, with their error). ``_pinnacle_listeners`` records which listeners watch
 which collection, so every process's writes enqueue work for all of them.
 """
@@ -74,6 +74,12 @@ class ListenerStorage:
 
     # -- lifecycle --------------------------------------------------------------------------
     def create_listener(self, spec: ListenerSpec) -> int:
+        if spec.table.startswith("_outputs__"):
+            raise ConfigError(
+                f"Listener {spec.identifier!r}: listener chains (select=db.outputs_table(...)) are not supported "
+                "on MongoDB yet; flattened outputs are (db.outputs(listener) gives each row's items). "
+                "Use a SQL database (sqlite, postgresql, mysql) for chains."
+            )
         validate_identifier(spec.table, "table name")
         self._ensure_collection(spec.table)  # type: ignore[attr-defined]
         source = self.db[spec.table]

@@ -23,13 +23,20 @@ __all__ = ["to_bson", "from_bson"]
 _VECTOR_SUBTYPE = 9
 
 
-def to_bson(data: bytes) -> Binary:
-    """BSON binary (subtype 0) holding ``data`` unchanged."""
+def to_bson(data: t.Any) -> t.Any:
+    """BSON binary (subtype 0) holding ``data`` unchanged; text stays a string, and a list
+    (the items of a flattened output) is converted item by item."""
+    if isinstance(data, str):
+        return data
+    if isinstance(data, (list, tuple)):
+        return [to_bson(x) for x in data]
     return Binary(bytes(data), 0)
 
 
 def from_bson(value: t.Any) -> t.Any:
-    """The stored bytes of an output (anything not binary is returned as it is)."""
+    """The stored bytes of an output (item by item for a list; anything not binary is returned as it is)."""
+    if isinstance(value, list):
+        return [from_bson(x) for x in value]
     if isinstance(value, Binary) and value.subtype == _VECTOR_SUBTYPE:
         return bytes(value)[2:]  # dtype and padding bytes first
     if isinstance(value, (bytes, bytearray, memoryview)):
