@@ -47,8 +47,8 @@ class TextChunker(Model):
     signature: Signature = "singleton"
     flatten: bool = True
     datatype: t.Any = dc.field(default_factory=Text)
-    size: int = 1000
-    overlap: int = 100
+    size: int = 500
+    overlap: int = 50
     unit: Unit = "chars"
     tokenizer: t.Optional[str] = None
 
@@ -141,19 +141,41 @@ def _last_space(text: str, lo: int, hi: int) -> t.Optional[int]:
 
 
 def split_offsets(offsets: t.Sequence[tuple[int, int]], size: int, overlap: int) -> list[tuple[int, int]]:
-    """Character spans of windows of ``size`` tokens moving by ``size - overlap``.
+    """Character spans of windows of at most ``size`` tokens, each starting about ``overlap``
+    tokens before the end of the previous one. Windows start and end at word boundaries
+    where one is near (a token right after another, like ``##ing``, continues a word), so
+    each chunk tokenizes again to the same tokens.
 
     Example:
         >>> split_offsets([(0, 3), (4, 7), (8, 11), (12, 15)], 3, 1)
         [(0, 11), (8, 15)]
     """
+    n = len(offsets)
+
+    def starts_word(i: int) -> bool:
+        return i == 0 or offsets[i][0] > offsets[i - 1][1]
+
     spans: list[tuple[int, int]] = []
-    step = size - overlap
-    for first in range(0, len(offsets), step):
-        window = offsets[first : first + size]
-        spans.append((window[0][0], window[-1][1]))
-        if first + size >= len(offsets):
+    first = 0
+    while first < n:
+        last = min(first + size, n) - 1
+        if last < n - 1:
+            for end in range(last, first + size // 2 - 1, -1):
+                if starts_word(end + 1):
+                    last = end
+                    break
+        spans.append((offsets[first][0], offsets[last][1]))
+        if last >= n - 1:
             break
+        nxt = max(last + 1 - overlap, first + 1)
+        j = nxt
+        while j <= last and not starts_word(j):  # forward to a word start within the overlap
+            j += 1
+        if j > last:
+            j = nxt
+            while j > first + 1 and not starts_word(j):
+                j -= 1
+        first = j
     return spans
 
 
