@@ -27,7 +27,7 @@ from pinnacle.embedding.jobs import latest_job
 from pinnacle.embedding.runtime import ListenerRuntime, serving_key
 from pinnacle.errors import ConfigError, NotFoundError, StateError
 from pinnacle.progress import progress_bar
-from pinnacle.search import LiveIndex
+from pinnacle.search import DatabaseIndex, LiveIndex, open_index
 from pinnacle.table import Table
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class Datalayer:
         self._lock = threading.RLock()
         self._loaded: dict[tuple[str, str], Component] = {}
         self._runtimes: dict[str, ListenerRuntime] = {}
-        self._indexes: dict[str, LiveIndex] = {}
+        self._indexes: dict[str, t.Union[LiveIndex, DatabaseIndex]] = {}
         self._catalogue_at = -1e9
 
     def __repr__(self) -> str:
@@ -485,11 +485,7 @@ class Datalayer:
         vector = np.asarray(query_listener.model.predict_query(x), dtype=np.float32)
         if parent is not None:
             return chains.search_parents(self, live, vector, table, listener.select, n, filter)
-        within = None
-        if filter:
-            pk = self.backend.primary_key(table)
-            within = {r[pk] for r in self.backend.select(table, filter, columns=[pk])}
-        hits = live.search(vector, n, within=within)
+        hits = live.search(vector, n, filter=filter)  # pre-filtering: in the database or in memory
         if not hits:
             return []
         rows = {r[self.backend.primary_key(table)]: r for r in self.backend.select(table, ids=[h[0] for h in hits])}
@@ -500,8 +496,9 @@ class Datalayer:
                 out.append({**row, "_score": score})
         return out
 
-    def _live_index(self, identifier: str) -> LiveIndex:
-        """The in-memory index of ``identifier``, over the serving version of its listener."""
+    def _live_index(self, identifier: str) -> t.Union[LiveIndex, DatabaseIndex]:
+        """The run-time index of ``identifier`` (in the database or in memory), over the serving
+        version of its listener."""
         self._sync()
         live = self._indexes.get(identifier)
         index = self._loaded.get(("VectorIndex", identifier))
@@ -519,7 +516,7 @@ class Datalayer:
                 f"e.g. Listener('{serving.identifier}-emb', model=..., key='_output', select=db.outputs_table({serving.identifier!r}))."
             )
         if live is None or live.index is not index or live.listener is not serving:
-            live = LiveIndex(self.backend, index, serving)
+            live = open_index(self.backend, index, serving)
             self._indexes[identifier] = live
         return live
 

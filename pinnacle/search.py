@@ -1,4 +1,5 @@
-"""A VectorIndex at run time: an in-memory copy of a listener's outputs, kept fresh."""
+"""A VectorIndex at run time: in the database when it can search (pgvector), else an
+in-memory copy of a listener's outputs, kept fresh."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import typing as t
 
 import numpy as np
 
-from pinnacle.backends.base import DataBackend, ListenerSpec
+from pinnacle.backends.base import DatabaseSearch, DataBackend, ListenerSpec, Where
 from pinnacle.backends.maxsim import MaxSimSearcher
 from pinnacle.backends.searcher import NumpySearcher
 from pinnacle.components.datatype import MultiVector
@@ -18,7 +19,38 @@ from pinnacle.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LiveIndex"]
+__all__ = ["LiveIndex", "DatabaseIndex", "open_index"]
+
+
+def open_index(backend: DataBackend, index: VectorIndex, listener: Listener) -> t.Union["LiveIndex", "DatabaseIndex"]:
+    """The run-time form of ``index`` over ``listener``'s outputs: searched by the database
+    when the backend can (:meth:`DataBackend.database_search`), else kept in memory."""
+    if index.measure != "maxsim":
+        native = backend.database_search(ListenerSpec.of(listener), index.measure, index.index, index.options())
+        if native is not None:
+            return DatabaseIndex(index, listener, native)
+    return LiveIndex(backend, index, listener)
+
+
+class DatabaseIndex:
+    """A VectorIndex searched by the database itself: nothing is held in memory."""
+
+    def __init__(self, index: VectorIndex, listener: Listener, native: DatabaseSearch):
+        self.index = index
+        self.listener = listener
+        self.spec = ListenerSpec.of(listener)
+        self.native = native
+
+    def apply_commit(self, sources: list, vectors: list, removed: list, stamp: float) -> None:
+        """Nothing to do: the database sees every commit."""
+
+    def refresh(self) -> None:
+        """Nothing to do: the database is the index."""
+
+    def search(
+        self, vector: np.ndarray, n: int, within: t.Optional[t.Collection[t.Any]] = None, filter: Where = None,
+    ) -> list[tuple[t.Any, float]]:
+        return self.native.search(np.asarray(vector, dtype=np.float32), n, within=within, filter=filter)
 
 
 class LiveIndex:
@@ -78,7 +110,15 @@ class LiveIndex:
             self._synced = version
             logger.debug("Index %r: %d changed, %d removed", self.index.identifier, len(changed), len(removed))
 
-    def search(self, vector: np.ndarray, n: int, within: t.Optional[t.Collection[t.Any]] = None) -> list[tuple[t.Any, float]]:
+    def search(
+        self, vector: np.ndarray, n: int, within: t.Optional[t.Collection[t.Any]] = None, filter: Where = None,
+    ) -> list[tuple[t.Any, float]]:
+        """The ``n`` best ``(source, score)``; ``within`` (ids) and ``filter`` (on the listener's
+        table) restrict the candidates before ranking."""
+        if filter:
+            pk = self.backend.primary_key(self.spec.table)
+            matching = {r[pk] for r in self.backend.select(self.spec.table, filter, columns=[pk])}
+            within = matching if within is None else matching.intersection(within)
         self.refresh()
         return self.searcher.search(np.asarray(vector, dtype=np.float32), n=n, within=within)
 
@@ -94,4 +134,13 @@ def _make_searcher(index: VectorIndex, multi: bool) -> t.Union[NumpySearcher, Ma
         )
     if multi:
         return MaxSimSearcher(candidates=index.candidates)
+    if index.index == "hnsw":
+        from pinnacle.backends.ann import HnswSearcher
+
+        return HnswSearcher(index.measure, **index.options())
+    if index.index is not None:
+        raise ConfigError(
+            f"VectorIndex {index.identifier!r}: index {index.index!r} runs only in PostgreSQL with pgvector; "
+            "here the index is kept in memory, where index='hnsw' (approximate) or index=None (exact) work."
+        )
     return NumpySearcher(index.measure)

@@ -10,7 +10,7 @@ import abc
 import dataclasses as dc
 import typing as t
 
-__all__ = ["DataBackend", "Claim", "ListenerSpec", "WorkItem", "WorkResult", "Failure"]
+__all__ = ["DataBackend", "Claim", "ListenerSpec", "WorkItem", "WorkResult", "Failure", "DatabaseSearch"]
 
 Row = dict[str, t.Any]
 Where = t.Optional[t.Mapping[str, t.Any]]
@@ -23,6 +23,9 @@ class ListenerSpec:
     ``flatten``: the model returns a list per row and each item is an output of its own
     (SQL: one row per item, ``_id = "<source>/<position>"``, indexed ``_source``).
     ``text``: outputs are ``str`` (a text column), not bytes.
+    ``dim``/``dtype``: for single-vector outputs (:class:`~pinnacle.components.datatype.Vector`),
+    their length (``None`` until known) and dtype; ``dtype`` is ``""`` for other outputs.
+    A backend may store such vectors natively (PostgreSQL with pgvector).
     """
 
     identifier: str
@@ -32,16 +35,23 @@ class ListenerSpec:
     version: int = 0
     flatten: bool = False
     text: bool = False
+    dim: t.Optional[int] = None
+    dtype: str = ""
 
     @classmethod
     def of(cls, listener: t.Any) -> "ListenerSpec":
         """The spec of a :class:`~pinnacle.components.listener.Listener` (at its version)."""
-        from pinnacle.components.datatype import Text
+        from pinnacle.components.datatype import Text, Vector
 
         model = listener.model
+        datatype = model.datatype
+        if isinstance(datatype, int) and not isinstance(datatype, bool):
+            datatype = Vector(datatype)
+        single = isinstance(datatype, Vector) and not model.flatten
         return cls(
             listener.identifier, listener.select, listener.key_columns, model.uuid, listener.version or 0,
             flatten=bool(model.flatten), text=isinstance(model.datatype, Text),
+            dim=datatype.dim if single else None, dtype=datatype.dtype if single else "",
         )
 
     @property
@@ -113,6 +123,21 @@ class Claim(abc.ABC):
 
     def __exit__(self, *exc: t.Any) -> None:
         self.release()
+
+
+class DatabaseSearch(abc.ABC):
+    """Nearest-neighbour search run by the database itself (e.g. pgvector): no in-memory copy.
+
+    Scores are higher-is-better, as for the in-memory searchers: cosine similarity, dot
+    product, or the negated L2 distance.
+    """
+
+    @abc.abstractmethod
+    def search(
+        self, vector: t.Any, n: int, *, within: t.Optional[t.Collection[t.Any]] = None, filter: Where = None,
+    ) -> list[tuple[t.Any, float]]:
+        """The ``n`` best ``(source, score)``, among the outputs whose source is in ``within``
+        and whose source row matches ``filter`` (pre-filtering: ``n`` whenever ``n`` match)."""
 
 
 class DataBackend(abc.ABC):
@@ -235,6 +260,17 @@ class DataBackend(abc.ABC):
         reconcile pass.
         """
         return 0
+
+    # -- search in the database (optional) ------------------------------------------------
+    def database_search(
+        self, spec: ListenerSpec, measure: str, index: t.Optional[str] = None,
+        options: t.Optional[t.Mapping[str, int]] = None,
+    ) -> t.Optional[DatabaseSearch]:
+        """A :class:`DatabaseSearch` over ``spec``'s outputs, or ``None`` when this database cannot
+        search them itself (then the core keeps an in-memory index). ``index`` names an
+        approximate index to use (``"hnsw"``, ``"ivfflat"``), ``None`` means exact search.
+        """
+        return None
 
     # -- bulk jobs (optional) ------------------------------------------------------------
     def pending_sources(self, spec: ListenerSpec, after: t.Optional[int] = None, limit: int = 1000) -> list[tuple[int, t.Any]]:

@@ -18,6 +18,7 @@ from pinnacle.errors import BackendError, ConfigError, NotFoundError
 from pinnacle.plugins.sql.engine import create_engine, normalise_url
 from pinnacle.plugins.sql.listeners import ListenerStorage
 from pinnacle.plugins.sql.mysql import fix_reflected_types, undo_ddl_on_failure
+from pinnacle.plugins.sql.pgvector import OPERATORS, PgVector, PgVectorSearch
 from pinnacle.plugins.sql.schema import ID_COLUMN, infer_user_table, metadata_tables
 from pinnacle.plugins.sql.statements import chunks, dialect_name, where_clause
 from pinnacle.plugins.sql.values import check_values
@@ -41,6 +42,9 @@ class SQLBackend(ListenerStorage, DataBackend):
     """
 
     def __init__(self, uri: str, **options: t.Any):
+        #: PostgreSQL: store vectors as pgvector columns when the server has the extension
+        #: (``None``, the default), never (``False``: bytes), or require it (``True``).
+        self.pgvector: t.Optional[bool] = options.pop("pgvector", None)
         url = normalise_url(uri)
         self.safe_uri = url.render_as_string(hide_password=True)
         self._worker_url = url  # unmasked: only for worker_uri(), never logged
@@ -237,6 +241,16 @@ class SQLBackend(ListenerStorage, DataBackend):
         names = [spec.outputs_table, spec.queue_table, spec.failed_table]
         with undo_ddl_on_failure(self.engine, spec.table, names, trigger_names(spec.storage_name), self.quote):
             return super().create_listener(spec, **kwargs)
+
+    def database_search(self, spec, measure, index=None, options=None):
+        """A :class:`~pinnacle.plugins.sql.pgvector.PgVectorSearch` when ``spec``'s outputs are
+        pgvector columns (PostgreSQL with the ``vector`` extension), else ``None``."""
+        if self.dialect != "postgresql" or spec.flatten or spec.text or measure not in OPERATORS:
+            return None
+        outputs = self._tables_for(spec)[0]
+        if not isinstance(outputs.c._output.type, PgVector):
+            return None
+        return PgVectorSearch(self, spec, measure, index, options or {})
 
     # -- metadata ---------------------------------------------------------------------
     def put_component(self, type_id, identifier, version, uuid, data) -> None:

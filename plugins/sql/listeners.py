@@ -13,6 +13,7 @@ from pinnacle.backends.base import ListenerSpec
 from pinnacle.errors import ConfigError, NotFoundError
 from pinnacle.plugins.sql.schema import listener_tables
 from pinnacle.plugins.sql.claims import claim
+from pinnacle.plugins.sql.pgvector import vector_type
 from pinnacle.plugins.sql.statements import chunks
 from pinnacle.plugins.sql.triggers import create_trigger_sql, drop_trigger_sql
 
@@ -40,7 +41,7 @@ class ListenerStorage:
                 pk = source.c[self.primary_key(spec.table)]  # type: ignore[attr-defined]
                 found = listener_tables(
                     sa.MetaData(), spec.outputs_table, spec.queue_table, spec.failed_table, pk.type,
-                    flatten=spec.flatten, text=spec.text,
+                    flatten=spec.flatten, text=spec.text, output_type=vector_type(self, spec),
                 )
                 self._listener_tables[spec.storage_name] = found
             return found

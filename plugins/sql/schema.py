@@ -121,15 +121,16 @@ ITEM_ID_LENGTH = 255
 
 def listener_tables(
     metadata: sa.MetaData, outputs: str, queue: str, failed: str, source_type: sa.types.TypeEngine,
-    *, flatten: bool = False, text: bool = False,
+    *, flatten: bool = False, text: bool = False, output_type: t.Optional[sa.types.TypeEngine] = None,
 ) -> tuple[sa.Table, sa.Table, sa.Table]:
     """The outputs, queue and failed tables of one listener, keyed by the source id type.
 
     Outputs are one row per source (``_source`` primary key), or with ``flatten`` one row
     per item (``_id`` = ``"<source>/<position>"`` primary key, ``_source`` indexed,
-    ``_position``). ``_output`` is bytes, or text with ``text``.
+    ``_position``). ``_output`` is bytes, or text with ``text``, or ``output_type`` when
+    given (a pgvector column, see ``pgvector.py``).
     """
-    output_type = long_text if text else blob
+    output_type = output_type if output_type is not None else long_text if text else blob
     if flatten:
         keys = [
             sa.Column("_id", key_string(ITEM_ID_LENGTH), primary_key=True),

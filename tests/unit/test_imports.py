@@ -19,6 +19,9 @@ HEAVY = [
     "pymysql",
     "MySQLdb",
     "tensorflow",
+    "hnswlib",
+    "faiss",
+    "pgserver",
 ]
 
 SCRIPT = """

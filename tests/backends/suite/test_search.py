@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import pinnacle
 from pinnacle import ConfigError, NotFoundError
 
 
@@ -111,3 +112,63 @@ def test_like_errors(indexed, db):
     indexed["other"].insert([{"text": "x"}])
     with pytest.raises(ConfigError, match="docs"):
         indexed["other"].like({"text": "x"}, vector_index="docs-idx", n=1)
+
+
+def test_filter_finds_rows_far_below_the_unfiltered_top_n(indexed, rows, st_native):
+    query = "a dog playing fetch in the park"
+    ranked = _brute_force(indexed, st_native.encode_query(query))
+    worst = [i for i, _ in ranked[-3:]]  # the three least similar rows
+    top = [h["_id"] for h in indexed["docs"].like({"text": query}, vector_index="docs-idx", n=5)]
+    assert not set(worst) & set(top)
+    hits = indexed["docs"].like({"text": query}, vector_index="docs-idx", n=2, filter={"_id": worst})
+    assert [h["_id"] for h in hits] == worst[:2]  # pre-filtered: the 2 best of the matching rows
+    topic = rows[int(worst[-1][1:])]["topic"]
+    hits = indexed["docs"].like({"text": query}, vector_index="docs-idx", n=5, filter={"topic": topic, "_id": worst})
+    assert [h["_id"] for h in hits] == [i for i in worst if rows[int(i[1:])]["topic"] == topic]
+
+
+def test_hnsw_index_in_memory(db, rows, minilm, st_native):
+    pytest.importorskip("hnswlib", reason="pip install 'pinnacle[ann]'")
+    db["docs"].insert(rows)
+    listener = pinnacle.Listener("docs-emb", model=minilm(), key="text", select=db["docs"])
+    db.apply(pinnacle.VectorIndex("docs-idx", indexing_listener=listener, index="hnsw", index_options={"ef_search": 50}))
+    query = "something tasty to cook for dinner"
+    want = _brute_force(db, st_native.encode_query(query))
+    hits = db["docs"].like({"text": query}, vector_index="docs-idx", n=5)
+    assert [h["_id"] for h in hits] == [i for i, _ in want[:5]]  # 20 rows: the graph finds them all
+    tech = {r["_id"] for r in rows if r["topic"] == "tech"}
+    hits = db["docs"].like({"text": query}, vector_index="docs-idx", n=3, filter={"topic": "tech"})
+    assert [h["_id"] for h in hits] == [i for i, _ in want if i in tech][:3]
+    db["docs"].insert([{"_id": "new", "text": "Tardigrades survive in outer space.", "topic": "animals"}])
+    db["docs"].delete({"_id": "d05"})
+    hits = db["docs"].like({"text": "Tardigrades survive in outer space."}, vector_index="docs-idx", n=30)
+    assert hits[0]["_id"] == "new" and "d05" not in [h["_id"] for h in hits] and len(hits) == 20
+
+
+def test_outside_writes_refresh_only_the_changed_rows(indexed, connect):
+    """The in-memory copy reads back only the rows another writer changed, not the table."""
+    indexed["docs"].like({"text": "warm up"}, vector_index="docs-idx", n=1)
+    backend = indexed.backend
+    read: list = []
+    original = backend.read_outputs
+
+    def spy(spec, sources=None):
+        read.append(None if sources is None else sorted(sources))
+        return original(spec, sources)
+
+    backend.read_outputs = spy
+    try:
+        other = connect()
+        other["docs"].insert([{"_id": "elsewhere", "text": "A new row from another writer.", "topic": "tech"}])
+        other["docs"].update({"_id": "d03"}, {"text": "Changed by another writer."})
+        hits = indexed["docs"].like({"text": "A new row from another writer."}, vector_index="docs-idx", n=2)
+        assert hits[0]["_id"] == "elsewhere"
+        assert read == [["d03", "elsewhere"]]
+        read.clear()
+        indexed["docs"].like({"text": "again"}, vector_index="docs-idx", n=1)
+        assert read == []  # nothing changed: nothing read
+        other["docs"].delete({"_id": "d07"})
+        hits = indexed["docs"].like({"text": "bicycles in the old town"}, vector_index="docs-idx", n=30)
+        assert "d07" not in [h["_id"] for h in hits] and len(hits) == 20 and read == []
+    finally:
+        backend.read_outputs = original
