@@ -180,3 +180,30 @@ def test_mongodb_refuses_chains(db, rows, chunker, minilm, backend_uri):
     db.apply(pinnacle.Listener("chunks", model=chunker, key="text", select=db["docs"]))
     with pytest.raises(ConfigError, match="not supported on MongoDB"):
         db.apply(pinnacle.Listener("chunk-emb", model=minilm(), key="_output", select=db.outputs_table("chunks")))
+
+
+def test_replacing_items_is_one_transaction(db, minilm, backend_uri, monkeypatch):
+    """A crash inside the commit that replaces a row's items leaves the old items, their
+    vectors and the queue entry as they were; the next drain does the work."""
+    _needs_chains(backend_uri)
+    from pinnacle.plugins.sql import claims
+
+    db["docs"].insert([{"_id": "a", "topic": "t", "text": "one two three four five six"}])
+    _apply_chain(db, pinnacle.TextChunker("words", size=12, overlap=4), minilm())
+    chunks, vectors = db.outputs("chunks"), db.outputs("chunk-emb")
+    assert len(chunks["a"]) == 5 and len(vectors) == 5
+    replace = claims._replace_items
+
+    def crash(*args, **kwargs):
+        replace(*args, **kwargs)  # old items deleted, new ones inserted, downstream queued...
+        raise RuntimeError("killed before commit")
+
+    monkeypatch.setattr(claims, "_replace_items", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        db["docs"].update({"_id": "a"}, {"text": "seven eight"})
+    assert db.outputs("chunks") == chunks and sorted(db.outputs("chunk-emb")) == sorted(vectors)
+    status = db.status()
+    assert status["chunks"]["pending"] == 1 and status["chunk-emb"]["pending"] == 0
+    monkeypatch.undo()
+    db.drain()
+    assert db.outputs("chunks") == {"a": ["seven eight"]} and sorted(db.outputs("chunk-emb")) == ["a/0"]
