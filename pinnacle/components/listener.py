@@ -26,7 +26,9 @@ class Listener(Component):
         model: The model to run.
         key: The column the model reads (``'text'``); a tuple of columns for
             ``signature='*args'``; a ``{parameter: column}`` dict for ``'**kwargs'``.
-        select: The table to listen to: a table handle (``db["docs"]``) or its name.
+        select: The table to listen to: a table handle (``db["docs"]``) or its name; or
+            another listener's outputs (``db.outputs_table("chunks")``, key ``"_output"``):
+            a chain, see docs/chunking.md.
 
     Example:
         >>> from pinnacle.components.model import Model
