@@ -121,7 +121,8 @@ def search_parents(
     k = max(4 * n, 16)
     while True:
         hits = live.search(vector, k, within=within)
-        rows = backend.select(outputs, ids=[h[0] for h in hits], columns=[item_pk, "_source", "_output"]) if hits else []
+        columns = list(dict.fromkeys([item_pk, "_source", "_output"]))  # item_pk is _source when not flattened
+        rows = backend.select(outputs, ids=[h[0] for h in hits], columns=columns) if hits else []
         items = {r[item_pk]: r for r in rows}
         best: dict[t.Any, tuple[float, dict]] = {}
         for item, score in hits:

@@ -9,12 +9,18 @@ it refuses chains with a clear error.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import pinnacle
 from pinnacle import ConfigError, StateError
 from pinnacle._demo_corpus import demo_rows
+
+sys.path.insert(0, str(Path(__file__).parent))  # chain_models must import by name
+from chain_models import Headline  # noqa: E402
 
 MIDDLE = "A violin maker in Cremona carved the scroll of a cello from a single block of maple."
 MIDDLE_2 = "The lighthouse keeper painted the spiral staircase a bright shade of orange."
@@ -207,3 +213,23 @@ def test_replacing_items_is_one_transaction(db, minilm, backend_uri, monkeypatch
     monkeypatch.undo()
     db.drain()
     assert db.outputs("chunks") == {"a": ["seven eight"]} and sorted(db.outputs("chunk-emb")) == ["a/0"]
+
+
+def test_chain_on_single_text_outputs(db, minilm, backend_uri):
+    """A chain whose first model returns one text per row (not flattened)."""
+    _needs_chains(backend_uri)
+    db["docs"].insert([
+        {"_id": "a", "text": "Bees dance to show where flowers are. Then they fly off."},
+        {"_id": "b", "text": "The ferry was cancelled. A storm was coming."},
+    ])
+    db.apply(pinnacle.Listener("headline", model=Headline("headline"), key="text", select=db["docs"]))
+    emb = pinnacle.Listener("headline-emb", model=minilm(), key="_output", select=db.outputs_table("headline"))
+    db.apply(pinnacle.VectorIndex("headline-idx", indexing_listener=emb))
+    assert db.outputs("headline") == {"a": "Bees dance to show where flowers are", "b": "The ferry was cancelled"}
+    assert sorted(db.outputs("headline-emb")) == ["a", "b"]
+    hits = db["docs"].like({"text": "insects and flowers"}, vector_index="headline-idx", n=2)
+    assert [h["_id"] for h in hits] == ["a", "b"] and hits[0]["_chunk"] == "Bees dance to show where flowers are"
+    db["docs"].update({"_id": "b"}, {"text": "Insects love flowers. Really."})
+    assert db.outputs("headline")["b"] == "Insects love flowers"
+    db["docs"].delete({"_id": "a"})
+    assert sorted(db.outputs("headline-emb")) == ["b"]
