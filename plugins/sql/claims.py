@@ -20,8 +20,9 @@ import typing as t
 
 import sqlalchemy as sa
 
-from pinnacle.backends.base import Claim, ListenerSpec, WorkItem, WorkResult
+from pinnacle.backends.base import Claim, Failure, ListenerSpec, WorkItem, WorkResult
 from pinnacle.plugins.sql.mysql import lock_by_primary_key
+from pinnacle.plugins.sql.schema import ITEM_ID_LENGTH
 from pinnacle.plugins.sql.statements import chunks, upsert
 
 logger = logging.getLogger(__name__)
@@ -158,6 +159,8 @@ class SQLClaim(Claim):
             for part in chunks(claimed):
                 still_there.update(conn.execute(sa.select(queue.c.id).where(queue.c.id.in_(part))).scalars())
         mine = {owner[qid] for qid in still_there}
+        if spec.flatten:
+            _park_long_item_ids(result, spec)
         done = [s for s, _ in result.outputs if s in mine]
         gone = [s for s in result.gone if s in mine]
         if spec.flatten:
@@ -200,6 +203,20 @@ def item_id(source: t.Any, position: int) -> str:
         'd1/3'
     """
     return f"{source}/{position}"
+
+
+def _park_long_item_ids(result: WorkResult, spec: ListenerSpec) -> None:
+    """Move the rows whose item ids would not fit the ``_id`` column from outputs to failures
+    (in place), so one such row cannot fail its batch's commit again and again."""
+    too_long = {s for s, items in result.outputs if len(item_id(s, max(len(items) - 1, 0))) > ITEM_ID_LENGTH}
+    for s in too_long:
+        message = (
+            f"Listener {spec.identifier!r}, row {s!r} of {spec.table!r}: the ids of its items "
+            f"('<row id>/<position>') would be longer than {ITEM_ID_LENGTH} characters; give the row a shorter id."
+        )
+        result.failed.append((s, Failure("InvalidOutput", message, 1)))
+    if too_long:
+        result.outputs[:] = [(s, data) for s, data in result.outputs if s not in too_long]
 
 
 def _replace_items(conn: sa.Connection, outputs: sa.Table, results: list, gone: list, model_uuid: str, now: float) -> None:

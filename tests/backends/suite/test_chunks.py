@@ -233,3 +233,16 @@ def test_chain_on_single_text_outputs(db, minilm, backend_uri):
     assert db.outputs("headline")["b"] == "Insects love flowers"
     db["docs"].delete({"_id": "a"})
     assert sorted(db.outputs("headline-emb")) == ["b"]
+
+
+def test_row_whose_item_ids_are_too_long_fails_alone(db, raw_engine):
+    import sqlalchemy as sa
+
+    long_id = "x" * 300
+    with raw_engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE notes (id VARCHAR(400) PRIMARY KEY, body TEXT)"))
+        conn.execute(sa.text("INSERT INTO notes VALUES (:a, 'one two three'), ('ok', 'four five')"), {"a": long_id})
+    db.apply(pinnacle.Listener("chunks", model=pinnacle.TextChunker("c", size=50, overlap=5), key="body", select=db["notes"]))
+    assert db.outputs("chunks") == {"ok": ["four five"]}
+    [failure] = db.failures("chunks")
+    assert failure["_source"] == long_id and "longer than 255 characters" in failure["message"]
