@@ -159,3 +159,22 @@ def test_ivfflat_needs_pgvector_in_memory(pg_connect):
     _apply(db, index="ivfflat")
     with pytest.raises(pinnacle.ConfigError, match="runs only in PostgreSQL with pgvector"):
         db["docs"].like({"text": "x"}, vector_index="idx", n=1)
+
+
+def test_search_over_chunks_in_the_database(pg_connect):
+    """A chain (chunks, then their vectors): the chunk vectors are pgvector columns, search returns parents."""
+    db = pg_connect()
+    words = [f"word{i}" for i in range(60)]
+    db["docs"].insert([
+        {"_id": "long", "topic": "a", "text": " ".join(words)},
+        {"_id": "short", "topic": "b", "text": "a short text"},
+    ])
+    db.apply(pinnacle.Listener("chunks", model=pinnacle.TextChunker("chunker", size=50, overlap=0), key="text", select=db["docs"]))
+    emb = pinnacle.Listener("emb", model=HashEmbed(identifier="hash", dim=DIM), key="_output", select=db.outputs_table("chunks"))
+    db.apply(pinnacle.VectorIndex("idx", indexing_listener=emb, index="hnsw"))
+    assert _column_type(db) == f"vector({DIM})" and isinstance(db._live_index("idx"), DatabaseIndex)
+    chunk = db.outputs("chunks")["long"][1]
+    hits = db["docs"].like({"text": chunk}, vector_index="idx", n=2)
+    assert [h["_id"] for h in hits] == ["long", "short"] and hits[0]["_chunk"] == chunk
+    assert hits[0]["_score"] == pytest.approx(1.0, abs=1e-5)
+    assert [h["_id"] for h in db["docs"].like({"text": chunk}, vector_index="idx", n=2, filter={"topic": "b"})] == ["short"]
