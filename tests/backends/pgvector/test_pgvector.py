@@ -178,3 +178,22 @@ def test_search_over_chunks_in_the_database(pg_connect):
     assert [h["_id"] for h in hits] == ["long", "short"] and hits[0]["_chunk"] == chunk
     assert hits[0]["_score"] == pytest.approx(1.0, abs=1e-5)
     assert [h["_id"] for h in db["docs"].like({"text": chunk}, vector_index="idx", n=2, filter={"topic": "b"})] == ["short"]
+
+
+def test_model_change_builds_a_new_vector_table(pg_connect):
+    db = pg_connect()
+    rows = _rows(30)
+    db["docs"].insert(rows)
+    _apply(db, index="hnsw")
+    assert db["docs"].like({"text": "row number 3"}, vector_index="idx", n=1)[0]["_id"] == "r00003"
+    listener = pinnacle.Listener("emb", model=HashEmbed(identifier="hash", dim=8), key="text", select=db["docs"])
+    db.apply(pinnacle.VectorIndex("idx", indexing_listener=listener, index="hnsw"))
+    db.drain()  # builds version 1 and switches to it
+    with db.backend.engine.connect() as conn:
+        kind = conn.exec_driver_sql(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = to_regclass('\"_outputs__emb__v1\"') AND attname = '_output'"
+        ).scalar()
+    assert kind == "vector(8)"
+    hits = db["docs"].like({"text": "row number 5"}, vector_index="idx", n=3)
+    assert hits[0]["_id"] == "r00005" and hits[0]["_score"] == pytest.approx(1.0, abs=1e-5)
