@@ -88,7 +88,7 @@ class Table:
 
     def like(
         self,
-        query: t.Mapping[str, t.Any],
+        query: t.Union[str, t.Mapping[str, t.Any]],
         *,
         vector_index: str,
         n: int = 10,
@@ -96,8 +96,15 @@ class Table:
     ) -> list[Row]:
         """The ``n`` rows most similar to ``query``, best first, each with a ``_score``.
 
+        On an index over chunks of this table's rows, each row comes once, with its best
+        chunk's ``_score`` and that chunk in ``_chunk``.
+
+        Example:
+            >>> db["docs"].like({"text": "a question"}, vector_index="docs-idx", n=5)  # doctest: +SKIP
+
         Args:
-            query: A row-like dict holding the index's key, e.g. ``{"text": "a question"}``.
+            query: A row-like dict holding the index's key, e.g. ``{"text": "a question"}``,
+                or the key's value itself (``"a question"``).
             vector_index: Identifier of the VectorIndex to use.
             n: How many rows.
             filter: Only rows where every ``column == value`` (pre-filtering: still ``n`` rows).
