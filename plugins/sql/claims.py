@@ -21,7 +21,7 @@ import typing as t
 import sqlalchemy as sa
 
 from pinnacle.backends.base import Claim, Failure, ListenerSpec, WorkItem, WorkResult
-from pinnacle.plugins.sql.mysql import lock_by_primary_key
+from pinnacle.plugins.sql.mysql import delete_by_key, lock_by_primary_key
 from pinnacle.plugins.sql.schema import ITEM_ID_LENGTH
 from pinnacle.plugins.sql.statements import chunks, upsert
 
@@ -237,18 +237,13 @@ def _replace_items(conn: sa.Connection, outputs: sa.Table, results: list, gone: 
 
 
 def _delete_keys(conn: sa.Connection, column: sa.Column, keys: t.Sequence[t.Any]) -> None:
-    """Delete the rows whose key ``column`` is one of ``keys``.
-
-    MySQL/MariaDB may plan ``DELETE ... WHERE key IN (...)`` as a full scan (their row
-    estimate of a queue lags behind), and a scanning DELETE waits for every row another
-    worker holds: two workers committing at once then deadlock. One statement per key
-    (executemany) always uses the primary key.
-    """
+    """Delete the rows whose key ``column`` is one of ``keys`` (MySQL/MariaDB: see
+    :func:`~pinnacle.plugins.sql.mysql.delete_by_key`)."""
     if not keys:
         return
-    table = column.table
     if conn.dialect.name in ("mysql", "mariadb"):
-        conn.execute(table.delete().where(column == sa.bindparam("_key")), [{"_key": k} for k in keys])
+        delete_by_key(conn, column, keys)
         return
+    table = column.table
     for part in chunks(list(keys)):
         conn.execute(table.delete().where(column.in_(part)))

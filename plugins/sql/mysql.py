@@ -17,7 +17,7 @@ from sqlalchemy.dialects import mysql
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["fix_reflected_types", "lock_by_primary_key", "undo_ddl_on_failure", "existing_tables", "existing_triggers"]
+__all__ = ["fix_reflected_types", "lock_by_primary_key", "delete_by_key", "undo_ddl_on_failure", "existing_tables", "existing_triggers"]
 
 _JSON_CHECK = re.compile(r"^\s*json_valid\(\s*`?([^`()]+)`?\s*\)\s*$", re.IGNORECASE)
 _DEFINER = re.compile(r"\bDEFINER\s*=\s*(`[^`]*`|'[^']*'|[^\s@]+)@(`[^`]*`|'[^']*'|\S+)\s+", re.IGNORECASE)
@@ -134,7 +134,8 @@ def lock_by_primary_key(conn: sa.Connection, table: sa.Table, query: sa.Select, 
     found: list[sa.Row] = []
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
-        keys = sa.union_all(*[sa.select(sa.literal(i, pk.type).label("k")) for i in part]).subquery("_keys")
+        literals = " UNION ALL ".join(f"SELECT {int(i)} AS k" for i in part)  # int(): nothing else reaches SQL
+        keys = sa.text(literals).columns(sa.column("k", pk.type)).subquery("_keys")
         locking = sa.select(*query.selected_columns).select_from(keys.join(table, pk == keys.c.k))
         if query.whereclause is not None:
             locking = locking.where(query.whereclause)
@@ -142,3 +143,31 @@ def lock_by_primary_key(conn: sa.Connection, table: sa.Table, query: sa.Select, 
             locking = locking.prefix_with("STRAIGHT_JOIN", dialect=dialect).with_hint(table, "FORCE INDEX (PRIMARY)", dialect)
         found.extend(conn.execute(locking.order_by(pk).with_for_update(skip_locked=skip_locked)).all())
     return found
+
+
+def delete_by_key(conn: sa.Connection, column: sa.Column, keys: t.Sequence[t.Any], *, chunk: int = 900) -> None:
+    """Delete the rows of ``column.table`` whose ``column`` is one of ``keys``, touching no other row.
+
+    A plain ``DELETE ... WHERE key IN (...)`` may be planned as a full scan (the row estimate
+    of a queue lags behind), and a scanning DELETE waits for every row another worker holds:
+    two workers committing at once then deadlock. So an integer primary key is deleted
+    through a join with the list of keys, forced onto the primary key; any other column is
+    first read without locks (only rows that exist are deleted, most batches have none in
+    the failed table) and then deleted one key per statement, through its index.
+    """
+    table = column.table
+    preparer = conn.dialect.identifier_preparer
+    name, col = preparer.format_table(table), preparer.quote(column.name)
+    integer_pk = list(table.primary_key.columns) == [column] and isinstance(column.type, sa.Integer)
+    for start in range(0, len(keys), chunk):
+        part = list(keys[start : start + chunk])
+        if integer_pk:
+            literals = " UNION ALL ".join(f"SELECT {int(k)} AS k" for k in part)  # int(): nothing else reaches SQL
+            conn.exec_driver_sql(
+                f"DELETE {name} FROM ({literals}) AS _keys "
+                f"STRAIGHT_JOIN {name} FORCE INDEX (PRIMARY) ON {name}.{col} = _keys.k"
+            )
+            continue
+        present = list(conn.execute(sa.select(column).where(column.in_(part))).scalars())
+        if present:
+            conn.execute(table.delete().where(column == sa.bindparam("_key")), [{"_key": k} for k in present])
