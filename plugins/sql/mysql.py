@@ -168,6 +168,6 @@ def delete_by_key(conn: sa.Connection, column: sa.Column, keys: t.Sequence[t.Any
                 f"STRAIGHT_JOIN {name} FORCE INDEX (PRIMARY) ON {name}.{col} = _keys.k"
             )
             continue
-        present = list(conn.execute(sa.select(column).where(column.in_(part))).scalars())
+        present = list(conn.execute(sa.select(column).distinct().where(column.in_(part))).scalars())
         if present:
             conn.execute(table.delete().where(column == sa.bindparam("_key")), [{"_key": k} for k in present])
