@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from pinnacle.backends.base import Claim, Failure, ListenerSpec, WorkItem, WorkResult
 from pinnacle.plugins.sql.mysql import delete_by_key, lock_by_primary_key
 from pinnacle.plugins.sql.schema import ITEM_ID_LENGTH
-from pinnacle.plugins.sql.statements import chunks, upsert
+from pinnacle.plugins.sql.statements import chunks, one_of, upsert
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def claim(backend: t.Any, spec: ListenerSpec, limit: int, sources: t.Optional[t.
         columns = [pk, *(source_table.c[c] for c in spec.key_columns if c != pk.name)]
         found: dict[t.Any, dict] = {}
         for part in chunks(list(entries)):
-            for row in conn.execute(sa.select(*columns).where(pk.in_(part))):
+            for row in conn.execute(sa.select(*columns).where(one_of(pk, part, conn))):
                 mapping = dict(row._mapping)
                 found[mapping[pk.name]] = mapping
         if not locking:  # SQLite: release the write lock while the model runs
@@ -69,7 +69,7 @@ def _claim_entries(conn, queue: sa.Table, limit: int, sources, locking: bool) ->
     if sources is not None:
         # The writer waits for a worker holding these rows, so its outputs exist on return.
         for part in chunks(list(sources)):
-            query = sa.select(*columns).where(queue.c._source.in_(part), due).order_by(queue.c.id)
+            query = sa.select(*columns).where(one_of(queue.c._source, part, conn), due).order_by(queue.c.id)
             for qid, src, attempts in _select_locked(conn, queue, query, locking, skip_locked=False):
                 entries.setdefault(src, []).append((qid, attempts))
         return entries
@@ -85,12 +85,12 @@ def _claim_entries(conn, queue: sa.Table, limit: int, sources, locking: bool) ->
     wanted = list(entries)
     total: dict[t.Any, int] = {}
     for part in chunks(wanted):
-        more = sa.select(*columns).where(queue.c._source.in_(part)).order_by(queue.c.id)
+        more = sa.select(*columns).where(one_of(queue.c._source, part, conn)).order_by(queue.c.id)
         for qid, src, attempts in _select_locked(conn, queue, more, locking, skip_locked=True):
             if all(q != qid for q, _ in entries[src]):
                 entries[src].append((qid, attempts))
         if locking:
-            counts = sa.select(queue.c._source, sa.func.count()).where(queue.c._source.in_(part)).group_by(queue.c._source)
+            counts = sa.select(queue.c._source, sa.func.count()).where(one_of(queue.c._source, part, conn)).group_by(queue.c._source)
             total.update(dict(conn.execute(counts).all()))
     if locking:
         for src in wanted:
@@ -246,4 +246,4 @@ def _delete_keys(conn: sa.Connection, column: sa.Column, keys: t.Sequence[t.Any]
         return
     table = column.table
     for part in chunks(list(keys)):
-        conn.execute(table.delete().where(column.in_(part)))
+        conn.execute(table.delete().where(one_of(column, part, conn)))

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from pinnacle.errors import ConfigError
 
-__all__ = ["upsert", "where_clause", "chunks", "dialect_name"]
+__all__ = ["upsert", "where_clause", "chunks", "dialect_name", "one_of"]
 
 #: Rows per statement for IN lists and executemany (below SQLite's variable limit).
 CHUNK = 900
@@ -22,6 +22,23 @@ def dialect_name(bind: sa.Engine | sa.Connection) -> str:
 def chunks(items: t.Sequence[t.Any], size: int = CHUNK) -> t.Iterator[t.Sequence[t.Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def one_of(column: sa.ColumnElement, keys: t.Sequence[t.Any], bind: sa.Connection) -> sa.ColumnElement:
+    """``column IN (keys)``; on PostgreSQL ``column = ANY(:keys)``: one array parameter
+    instead of one per key, so the statement is the same text for any number of keys.
+
+    Example:
+        >>> from sqlalchemy.dialects import postgresql
+        >>> docs = sa.table("docs", sa.column("id", sa.Integer))
+        >>> str(one_of(docs.c.id, [1, 2], bind=None))
+        'docs.id IN (__[POSTCOMPILE_id_1])'
+    """
+    if bind is not None and bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.bindparam(None, list(keys), type_=ARRAY(column.type), unique=True))
+    return column.in_(list(keys))
 
 
 def upsert(conn: sa.Connection, table: sa.Table, rows: list[dict], key: str) -> None:
