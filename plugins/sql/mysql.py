@@ -134,8 +134,11 @@ def lock_by_primary_key(conn: sa.Connection, table: sa.Table, query: sa.Select, 
     found: list[sa.Row] = []
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
-        literals = " UNION ALL ".join(f"SELECT {int(i)} AS k" for i in part)  # int(): nothing else reaches SQL
-        keys = sa.text(literals).columns(sa.column("k", pk.type)).subquery("_keys")
+        # Bound values, so the statement's text (and its entry in SQLAlchemy's compiled cache)
+        # depends only on how many keys there are.
+        literals = " UNION ALL ".join(f"SELECT :k{n} AS k" for n in range(len(part)))
+        values = [sa.bindparam(f"k{n}", int(i), type_=pk.type) for n, i in enumerate(part)]
+        keys = sa.text(literals).bindparams(*values).columns(sa.column("k", pk.type)).subquery("_keys")
         locking = sa.select(*query.selected_columns).select_from(keys.join(table, pk == keys.c.k))
         if query.whereclause is not None:
             locking = locking.where(query.whereclause)
