@@ -157,7 +157,6 @@ def listener_tables(
         sa.Column("_source", source_type, nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
         sa.Column("not_before", sa.Float(precision=53), nullable=True),
-        sa.Column("claimed_until", sa.Float(precision=53), nullable=True),
         # SQLite reuses the largest rowid after a delete unless AUTOINCREMENT: a commit that
         # checks "are my entries still there" by id would then delete another row's new entry.
         sqlite_autoincrement=True,
