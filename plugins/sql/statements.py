@@ -24,12 +24,11 @@ def chunks(items: t.Sequence[t.Any], size: int = CHUNK) -> t.Iterator[t.Sequence
         yield items[start : start + size]
 
 
-def one_of(column: sa.ColumnElement, keys: t.Sequence[t.Any], bind: sa.Connection) -> sa.ColumnElement:
+def one_of(column: sa.ColumnElement, keys: t.Sequence[t.Any], bind: t.Optional[sa.Connection]) -> sa.ColumnElement:
     """``column IN (keys)``; on PostgreSQL ``column = ANY(:keys)``: one array parameter
     instead of one per key, so the statement is the same text for any number of keys.
 
     Example:
-        >>> from sqlalchemy.dialects import postgresql
         >>> docs = sa.table("docs", sa.column("id", sa.Integer))
         >>> str(one_of(docs.c.id, [1, 2], bind=None))
         'docs.id IN (__[POSTCOMPILE_id_1])'
