@@ -6,19 +6,13 @@ import numpy as np
 import pytest
 
 from pinnacle.backends.searcher import NumpySearcher
+from search_reference import brute_force_scores
 
 DIM = 24
 
 
 def _brute(matrix, ids, query, measure, n, allowed=None):
-    m = matrix.astype(np.float64)
-    q = query.astype(np.float64)
-    if measure == "cosine":
-        scores = (m / np.linalg.norm(m, axis=1, keepdims=True)) @ (q / np.linalg.norm(q))
-    elif measure == "dot":
-        scores = m @ q
-    else:
-        scores = -np.linalg.norm(m - q, axis=1)
+    scores = brute_force_scores(matrix, query, measure)
     order = [i for i in np.argsort(-scores, kind="stable") if allowed is None or ids[i] in allowed]
     return [(ids[i], float(scores[i])) for i in order[:n]]
 

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 import pinnacle
 from pinnacle.search import DatabaseIndex, LiveIndex
 from reliability.flaky_models import HashEmbed, hash_vector
+from search_reference import brute_force_scores
 
 pytestmark = pytest.mark.postgresql
 
@@ -30,14 +31,8 @@ def _apply(db, index=None, measure="cosine", **options):
 def _exact(rows, query: str, measure="cosine", allowed=None) -> list[tuple[str, float]]:
     """``(id, score)`` best first by brute force over the reference vectors."""
     kept = [r for r in rows if allowed is None or allowed(r)]
-    matrix = np.stack([hash_vector(r["text"], DIM) for r in kept]).astype(np.float64)
-    q = hash_vector(query, DIM).astype(np.float64)
-    if measure == "cosine":
-        scores = (matrix / np.linalg.norm(matrix, axis=1, keepdims=True)) @ (q / np.linalg.norm(q))
-    elif measure == "dot":
-        scores = matrix @ q
-    else:
-        scores = -np.linalg.norm(matrix - q, axis=1)
+    matrix = np.stack([hash_vector(r["text"], DIM) for r in kept])
+    scores = brute_force_scores(matrix, hash_vector(query, DIM), measure)
     order = np.argsort(-scores, kind="stable")
     return [(kept[k]["_id"], float(scores[k])) for k in order]
 
