@@ -113,9 +113,8 @@ def search_parents(
     item_pk = backend.primary_key(outputs)
     within = None
     if filter:
-        pk = backend.primary_key(table)
-        parents = [r[pk] for r in backend.select(table, filter, columns=[pk])]
-        within = {r[item_pk] for r in backend.select(outputs, {"_source": parents}, columns=[item_pk])} if parents else set()
+        parents = backend.ids(table, filter)
+        within = set(backend.ids(outputs, {"_source": parents})) if parents else set()
         if not within:
             return []
     k = max(4 * n, 16)

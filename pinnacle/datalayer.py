@@ -508,14 +508,14 @@ class Datalayer:
         if index is None:
             raise NotFoundError(f"No VectorIndex {identifier!r}; db.show('VectorIndex') lists them.")
         serving = self._runtime(index.indexing_listener.identifier).serving
-        spec = ListenerSpec.of(serving)
-        if spec.flatten or spec.text:
-            raise ConfigError(
-                f"VectorIndex {identifier!r}: Listener {serving.identifier!r} stores "
-                f"{'lists of items' if spec.flatten else 'text'}, not vectors; index a listener that embeds them, "
-                f"e.g. Listener('{serving.identifier}-emb', model=..., key='_output', select=db.outputs_table({serving.identifier!r}))."
-            )
         if live is None or live.index is not index or live.listener is not serving:
+            spec = ListenerSpec.of(serving)
+            if spec.flatten or spec.text:
+                raise ConfigError(
+                    f"VectorIndex {identifier!r}: Listener {serving.identifier!r} stores "
+                    f"{'lists of items' if spec.flatten else 'text'}, not vectors; index a listener that embeds them, "
+                    f"e.g. Listener('{serving.identifier}-emb', model=..., key='_output', select=db.outputs_table({serving.identifier!r}))."
+                )
             live = open_index(self.backend, index, serving)
             self._indexes[identifier] = live
         return live

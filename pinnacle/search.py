@@ -116,8 +116,7 @@ class LiveIndex:
         """The ``n`` best ``(source, score)``; ``within`` (ids) and ``filter`` (on the listener's
         table) restrict the candidates before ranking."""
         if filter:
-            pk = self.backend.primary_key(self.spec.table)
-            matching = {r[pk] for r in self.backend.select(self.spec.table, filter, columns=[pk])}
+            matching = set(self.backend.ids(self.spec.table, filter))
             within = matching if within is None else matching.intersection(within)
         self.refresh()
         return self.searcher.search(np.asarray(vector, dtype=np.float32), n=n, within=within)

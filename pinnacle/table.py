@@ -112,5 +112,4 @@ class Table:
         return self.db.like(self.name, query, vector_index=vector_index, n=n, filter=filter)
 
     def _ids(self, where):
-        pk = self.db.backend.primary_key(self.name)
-        return [r[pk] for r in self.db.backend.select(self.name, where, columns=[pk])]
+        return self.db.backend.ids(self.name, where)

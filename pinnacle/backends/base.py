@@ -170,6 +170,11 @@ class DataBackend(abc.ABC):
     @abc.abstractmethod
     def primary_key(self, table: str) -> str: ...
 
+    def ids(self, table: str, where: Where = None) -> list[t.Any]:
+        """The ids (primary key values) of the rows of ``table`` matching ``where``."""
+        pk = self.primary_key(table)
+        return [r[pk] for r in self.select(table, where, columns=[pk])]
+
     @abc.abstractmethod
     def has_table(self, table: str) -> bool: ...
 
