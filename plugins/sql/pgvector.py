@@ -16,11 +16,10 @@ import typing as t
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from pinnacle.backends.base import DatabaseSearch, ListenerSpec
 from pinnacle.errors import BackendError, ConfigError
-from pinnacle.plugins.sql.statements import where_clause
+from pinnacle.plugins.sql.statements import one_of, where_clause
 
 logger = logging.getLogger(__name__)
 
@@ -268,8 +267,7 @@ class PgVectorSearch(DatabaseSearch):
             pk = source.c[self.backend.primary_key(self.spec.table)]
             query = query.select_from(out.join(source, pk == out.c._source)).where(where_clause(source, filter))
         if within is not None:
-            ids = list(within)
-            query = query.where(out.c._source == sa.any_(sa.bindparam("within", ids, type_=postgresql.ARRAY(out.c._source.type))))
+            query = query.where(one_of(out.c._source, list(within), self.backend.engine))
         # ``+ 0``: an expression no index matches, so the planner scans every matching row.
         order = distance + 0 if exact else distance
         return query.order_by(order).limit(int(n))

@@ -24,7 +24,7 @@ def chunks(items: t.Sequence[t.Any], size: int = CHUNK) -> t.Iterator[t.Sequence
         yield items[start : start + size]
 
 
-def one_of(column: sa.ColumnElement, keys: t.Sequence[t.Any], bind: t.Optional[sa.Connection]) -> sa.ColumnElement:
+def one_of(column: sa.ColumnElement, keys: t.Sequence[t.Any], bind: t.Optional[sa.Engine | sa.Connection]) -> sa.ColumnElement:
     """``column IN (keys)``; on PostgreSQL ``column = ANY(:keys)``: one array parameter
     instead of one per key, so the statement is the same text for any number of keys.
 
