@@ -88,7 +88,10 @@ def test_approximate_index_recall_and_filters(pg_connect, index):
     db = pg_connect()
     rows = _rows(3000, rare=4)
     db["docs"].insert(rows)
-    _apply(db, index=index, **({"probes": 4} if index == "ivfflat" else {}))
+    # IVFFlat's k-means build samples at random, so its recall varies from build to build:
+    # on these 16-d hash vectors (no clusters) 4 of the 10 lists gave 0.77 to 0.90, 6 of 10
+    # gave 0.93 to 0.98 (six builds each), so the test probes 6 and asks for 0.8.
+    _apply(db, index=index, **({"probes": 6} if index == "ivfflat" else {}))
     found, queries = 0, [f"question {k}" for k in range(20)]
     for query in queries:
         hits = db["docs"].like({"text": query}, vector_index="idx", n=10)
