@@ -5,6 +5,7 @@ from __future__ import annotations
 import typing as t
 
 from pinnacle.base.identifiers import validate_table_name
+from pinnacle.errors import ConfigError
 
 if t.TYPE_CHECKING:
     from pinnacle.datalayer import Datalayer
@@ -60,7 +61,7 @@ class Table:
         limit: t.Optional[int] = None,
     ) -> list[Row]:
         """Rows where every ``column == value`` (a list value means any of those)."""
-        return self.db.backend.select(self.name, where, ids=ids, columns=columns, limit=limit)
+        return self.db.backend.select(self.name, self._where(where, "select"), ids=ids, columns=columns, limit=limit)
 
     def get(self, id: t.Any) -> t.Optional[Row]:
         """The row with primary key ``id``, or ``None``."""
@@ -68,10 +69,16 @@ class Table:
         return rows[0] if rows else None
 
     def count(self, where: t.Optional[t.Mapping[str, t.Any]] = None) -> int:
-        return self.db.backend.count(self.name, where)
+        return self.db.backend.count(self.name, self._where(where, "count"))
 
     def update(self, where: t.Optional[t.Mapping[str, t.Any]], values: t.Mapping[str, t.Any], *, wait: bool = True) -> int:
-        """Set ``values`` on the rows matching ``where``; changed keys are re-embedded. Returns the count."""
+        """Set ``values`` on the rows matching ``where``; changed keys are re-embedded. Returns the count.
+
+        Example:
+            >>> db["docs"].update({"_id": "1"}, {"text": "hello again"})  # doctest: +SKIP
+            1
+        """
+        where = self._where(where, "update")
         ids = self._ids(where) if wait else None
         count = self.db.backend.update(self.name, where, values)
         if wait and ids:
@@ -79,7 +86,13 @@ class Table:
         return count
 
     def delete(self, where: t.Optional[t.Mapping[str, t.Any]], *, wait: bool = True) -> int:
-        """Delete the rows matching ``where`` and their outputs. Returns the count."""
+        """Delete the rows matching ``where`` and their outputs. Returns the count.
+
+        Example:
+            >>> db["docs"].delete({"topic": ["old", "spam"]})  # doctest: +SKIP
+            3
+        """
+        where = self._where(where, "delete")
         ids = self._ids(where) if wait else None
         count = self.db.backend.delete(self.name, where)
         if wait and ids:
@@ -110,6 +123,14 @@ class Table:
             filter: Only rows where every ``column == value`` (pre-filtering: still ``n`` rows).
         """
         return self.db.like(self.name, query, vector_index=vector_index, n=n, filter=filter)
+
+    def _where(self, where: t.Any, method: str) -> t.Optional[t.Mapping[str, t.Any]]:
+        if where is None or isinstance(where, t.Mapping):
+            return where
+        raise ConfigError(
+            f"{self.name}.{method}(): 'where' must be a dict of column -> value "
+            f"(e.g. {{'_id': {where!r}}}), got {type(where).__name__} {where!r}"
+        )
 
     def _ids(self, where):
         return self.db.backend.ids(self.name, where)

@@ -68,6 +68,16 @@ def test_unknown_columns_and_tables_are_config_errors(db, schemaless):
     assert db["docs"].count() == 1
 
 
+def test_where_must_be_a_mapping(db):
+    (row_id,) = db["docs"].insert([{"text": "x"}])
+    for call in (lambda: db["docs"].update(row_id, {"text": "y"}), lambda: db["docs"].delete(row_id),
+                 lambda: db["docs"].select(row_id), lambda: db["docs"].count(row_id)):
+        with pytest.raises(ConfigError, match=r"'where' must be a dict of column -> value \(e.g. \{'_id'"):
+            call()
+    assert db["docs"].get(row_id)["text"] == "x"
+    assert db["docs"].update({"_id": row_id}, {"text": "y"}) == 1 and db["docs"].get(row_id)["text"] == "y"
+
+
 def test_insert_rejects_non_rows(db):
     with pytest.raises(ConfigError, match="list of dicts"):
         db["docs"].insert(["just a string"])
