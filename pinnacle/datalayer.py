@@ -25,7 +25,7 @@ from pinnacle.components.vector_index import VectorIndex
 from pinnacle.embedding.drain import Drainer, DrainStats, RetryPolicy
 from pinnacle.embedding.jobs import latest_job
 from pinnacle.embedding.runtime import ListenerRuntime, serving_key
-from pinnacle.errors import ConfigError, NotFoundError, StateError
+from pinnacle.errors import ConfigError, NotFoundError, PinnacleError, StateError
 from pinnacle.progress import progress_bar
 from pinnacle.search import DatabaseIndex, LiveIndex, open_index
 from pinnacle.table import Table
@@ -113,16 +113,21 @@ class Datalayer:
         _check_names(component)  # checked at construction too, but fields may have changed since
         encode(component)  # refuse lambdas and other unstorable values before anything is written
         with self._lock:
-            self._apply(component)
+            stored: list[tuple[Component, t.Optional[ListenerSpec]]] = []
+            try:
+                self._apply(component, stored)
+            except BaseException:
+                self._undo(stored)  # a failing parent leaves none of its new children behind
+                raise
             self._catalogue_at = time.monotonic()
         if wait:
             for listener in _listeners_in(component):
                 self.backfill(listener.identifier, show_progress_bar=show_progress_bar)
         return component
 
-    def _apply(self, component: Component) -> None:
+    def _apply(self, component: Component, stored: list) -> None:
         for child in component.children():
-            self._apply(child)
+            self._apply(child, stored)
         record = self.backend.get_component(component.type_id, component.identifier)
         if record is not None and record["uuid"] == component.uuid:
             component.version = record["version"]
@@ -139,7 +144,7 @@ class Datalayer:
                     "apply this listener, then apply them again on db.outputs_table(...)."
                 )
         if isinstance(component, Model) and component.datatype is None:
-            component.datatype = component.infer_datatype()
+            component.datatype = _infer_datatype(component)
         component.version = version
         data = encode(component, refs=True)
         artifacts = self._store_artifacts(component)
@@ -160,8 +165,29 @@ class Datalayer:
                 self.backend.drop_listener(created)
             component.version = None if record is None else record["version"]
             raise
+        stored.append((component, created))
         logger.info("Applied %s %r version %d", component.type_id, component.identifier, version)
         self._activate(component)
+
+    def _undo(self, stored: list[tuple[Component, t.Optional[ListenerSpec]]]) -> None:
+        """Take back the versions one ``apply`` stored, newest first; earlier versions serve again."""
+        for component, created in reversed(stored):
+            type_id, identifier, version = component.type_id, component.identifier, component.version
+            try:
+                if created is not None:
+                    self.backend.drop_listener(created)
+                    if version == 0:
+                        self.backend.set_state(serving_key(identifier), None)
+                self.backend.delete_component(type_id, identifier, version)
+            except Exception:  # noqa: BLE001 - the original error is the one to raise
+                logger.exception("Could not undo %s %r version %s after a failed apply", type_id, identifier, version)
+            self._loaded.pop((type_id, identifier), None)
+            if type_id == "Listener":
+                self._runtimes.pop(identifier, None)
+            elif type_id == "VectorIndex":
+                self._indexes.pop(identifier, None)
+            component.version = None if version == 0 else version - 1
+            logger.info("Undid %s %r version %d (its parent failed to apply)", type_id, identifier, version)
 
     def _restore_missing_artifacts(self, component: Component, record: dict) -> None:
         """An identical re-apply stores again any artifact whose stored copy was deleted
@@ -527,6 +553,19 @@ def _spec_of_record(record: dict) -> ListenerSpec:
     key = decode(data["key"])
     key_columns = (key,) if isinstance(key, str) else tuple(key.values()) if isinstance(key, dict) else tuple(key)
     return ListenerSpec(record["identifier"], data["select"], key_columns, version=record["version"])
+
+
+def _infer_datatype(model: Model) -> t.Any:
+    """``model.infer_datatype()`` (it loads the model); a failure names the model and the cause."""
+    try:
+        return model.infer_datatype()
+    except PinnacleError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"{type(model).__name__} {model.identifier!r}: could not load the model to find its output "
+            f"dimension ({type(exc).__name__}: {exc}). Check the model name or path."
+        ) from exc
 
 
 def _check_names(component: Component) -> None:

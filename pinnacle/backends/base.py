@@ -198,7 +198,8 @@ class DataBackend(abc.ABC):
         """Latest version of each component: ``{"type", "identifier", "version", "uuid"}``."""
 
     @abc.abstractmethod
-    def delete_component(self, type_id: str, identifier: str) -> None: ...
+    def delete_component(self, type_id: str, identifier: str, version: t.Optional[int] = None) -> None:
+        """Delete every version of a component, or only ``version``."""
 
     @abc.abstractmethod
     def get_state(self, key: str) -> t.Optional[str]:

@@ -69,8 +69,11 @@ class MetadataStore:
                 latest[key] = {"type": r["type"], "identifier": r["identifier"], "version": r["version"], "uuid": r["uuid"]}
         return [latest[k] for k in sorted(latest)]
 
-    def delete_component(self, type_id, identifier) -> None:
-        self.db[COMPONENTS].delete_many({"type": type_id, "identifier": identifier})
+    def delete_component(self, type_id, identifier, version=None) -> None:
+        which = {"type": type_id, "identifier": identifier}
+        if version is not None:
+            which["version"] = version
+        self.db[COMPONENTS].delete_many(which)
 
     # -- state ---------------------------------------------------------------------------
     def get_state(self, key: str) -> t.Optional[str]:

@@ -291,10 +291,13 @@ class SQLBackend(ListenerStorage, DataBackend):
             rows = [dict(r._mapping) for r in conn.execute(query.order_by(tbl.c.type, tbl.c.identifier))]
         return rows
 
-    def delete_component(self, type_id, identifier) -> None:
+    def delete_component(self, type_id, identifier, version=None) -> None:
         tbl = self._components_table
+        which = tbl.delete().where(tbl.c.type == type_id, tbl.c.identifier == identifier)
+        if version is not None:
+            which = which.where(tbl.c.version == version)
         with self.engine.begin() as conn:
-            conn.execute(tbl.delete().where(tbl.c.type == type_id, tbl.c.identifier == identifier))
+            conn.execute(which)
 
     # -- state ------------------------------------------------------------------------
     def get_state(self, key: str) -> t.Optional[str]:

@@ -177,3 +177,28 @@ def test_model_loads_from_the_artifact_store(connect, model_path, rows, tmp_path
     np.testing.assert_allclose(
         other.outputs("docs-emb")["new"], st_native.encode("Embedded by the stored model."), atol=ATOL
     )
+
+
+def test_failed_apply_leaves_nothing_behind(indexed, minilm, raw_docs, rows):
+    """A listener that cannot be applied takes back the model versions its apply stored."""
+    shown, tables = indexed.show(), _listener_tables(raw_docs)
+    new_model = minilm("other-minilm", predict_kwargs={"truncate_dim": 64})
+    changed_model = minilm(predict_kwargs={"truncate_dim": 128})  # would be "minilm" version 1
+    for model in (new_model, changed_model):
+        bad = pinnacle.Listener("bad-emb", model=model, key="no_such_column", select=indexed["docs"])
+        with pytest.raises(ConfigError, match="Listener 'bad-emb'.*no_such_column"):
+            indexed.apply(bad)
+    assert indexed.show() == shown and _listener_tables(raw_docs) == tables
+    assert indexed.load("Model", "minilm").version == 0
+    with pytest.raises(NotFoundError):
+        indexed.load("Model", "other-minilm")
+    indexed["docs"].insert([{"_id": "after", "text": "The old listener still works."}])
+    assert set(indexed.outputs("docs-emb")) == {r["_id"] for r in rows} | {"after"}
+
+
+def test_a_model_that_cannot_load_is_a_clear_error(db, rows):
+    db["docs"].insert(rows[:2])
+    model = SentenceTransformer(identifier="nowhere", model="/no/such/folder")
+    with pytest.raises(ConfigError, match=r"SentenceTransformer 'nowhere': could not load the model .*/no/such/folder"):
+        db.apply(pinnacle.Listener("docs-emb", model=model, key="text", select=db["docs"]))
+    assert db.show() == []
