@@ -122,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num-actors", type=int, metavar="N", help="Ray: actors in the pool (default: as many as fit the cluster)")
     p.add_argument("--chunk-rows", type=int, metavar="N", help="Ray: rows per chunk (default 500)")
 
-    p = command("status", _cmd_status, "Exact counts per listener: rows, outputs, pending, retrying, failed.")
+    p = command("status", _cmd_status, "Exact counts per listener: rows, outputs, pending, in flight, retrying, failed.")
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
 
     p = command("retry", _cmd_retry, "Put a listener's failed rows back in its queue and compute them.")
@@ -241,7 +241,7 @@ def _status_rows(db: pinnacle.Datalayer) -> list[dict[str, t.Any]]:
     return rows
 
 
-_STATUS_COLUMNS = ["listener", "version", "table", "rows", "outputs", "pending", "retrying", "failed"]
+_STATUS_COLUMNS = ["listener", "version", "table", "rows", "outputs", "pending", "in_flight", "retrying", "failed"]
 
 
 def _print_status(db: pinnacle.Datalayer, indent: str = "") -> list[dict[str, t.Any]]:

@@ -250,7 +250,8 @@ class DataBackend(abc.ABC):
 
     @abc.abstractmethod
     def queue_status(self, spec: ListenerSpec) -> dict[str, int]:
-        """Exact counts: ``pending``, ``retrying``, ``failed``, ``outputs``."""
+        """Exact counts: ``pending`` (rows queued), ``in_flight`` (of those, claimed by a live
+        worker now), ``retrying`` (waiting for a retry's backoff), ``failed``, ``outputs``."""
 
     @abc.abstractmethod
     def failures(self, spec: ListenerSpec, limit: int = 100) -> list[Row]: ...

@@ -209,6 +209,7 @@ class ListenerStorage:
         queue = self.db[spec.queue_table]
         return {
             "pending": _distinct_sources(queue, {}),
+            "in_flight": _distinct_sources(queue, {"owner": {"$ne": None}, "claimed_until": {"$gte": time.time()}}),
             "retrying": _distinct_sources(queue, {"not_before": {"$gt": time.time()}}),
             "failed": int(self.db[spec.failed_table].count_documents({})),
             "outputs": int(self.db[spec.outputs_table].count_documents(LIVE)),

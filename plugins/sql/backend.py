@@ -54,8 +54,9 @@ class SQLBackend(ListenerStorage, DataBackend):
         self._lock = threading.RLock()
         self._tables: dict[str, sa.Table] = {}
         meta = sa.MetaData()
-        self._components_table, self._artifacts_table = metadata_tables(meta)
+        self._components_table, self._artifacts_table = metadata_tables(meta, self.dialect)
         self._state_table = meta.tables["_pinnacle_state"]
+        self._claims_table = meta.tables["_pinnacle_claims"]
         try:
             self._create_all(meta)
         except sa.exc.OperationalError as exc:

@@ -21,6 +21,7 @@ import typing as t
 import sqlalchemy as sa
 
 from pinnacle.backends.base import Claim, Failure, ListenerSpec, WorkItem, WorkResult
+from pinnacle.plugins.sql import inflight
 from pinnacle.plugins.sql.mysql import delete_by_key, lock_by_primary_key
 from pinnacle.plugins.sql.schema import ITEM_ID_LENGTH
 from pinnacle.plugins.sql.statements import chunks, one_of, upsert
@@ -46,6 +47,7 @@ def claim(backend: t.Any, spec: ListenerSpec, limit: int, sources: t.Optional[t.
             for row in conn.execute(sa.select(*columns).where(one_of(pk, part, conn))):
                 mapping = dict(row._mapping)
                 found[mapping[pk.name]] = mapping
+        record = _register(backend, conn, spec, len(entries), locking) if entries else None
         if not locking:  # SQLite: release the write lock while the model runs
             conn.commit()
             conn.close()
@@ -58,7 +60,17 @@ def claim(backend: t.Any, spec: ListenerSpec, limit: int, sources: t.Optional[t.
         WorkItem(source=src, queue_ids=[q for q, _ in got], attempts=max(a for _, a in got), row=found.get(src))
         for src, got in entries.items()
     ]
-    return SQLClaim(backend, spec, items, conn, (outputs, queue, failed))
+    return SQLClaim(backend, spec, items, conn, (outputs, queue, failed), record)
+
+
+def _register(backend: t.Any, conn: sa.Connection, spec: ListenerSpec, sources: int, locking: bool) -> int:
+    """Record the claim for ``status()`` (see ``inflight``): in a transaction of its own where
+    the claim's stays open while the model runs (so others see it now), else in the claim's."""
+    holder, table, now = inflight.holder_of(conn), backend._claims_table, time.time()
+    if not locking:
+        return inflight.register(conn, table, spec.queue_table, sources, holder, now)
+    with backend.engine.begin() as own:
+        return inflight.register(own, table, spec.queue_table, sources, holder, now)
 
 
 def _claim_entries(conn, queue: sa.Table, limit: int, sources, locking: bool) -> dict[t.Any, list[tuple[int, int]]]:
@@ -112,20 +124,27 @@ def _select_locked(conn: sa.Connection, queue: sa.Table, query: sa.Select, locki
 class SQLClaim(Claim):
     """Claimed work; :meth:`commit` stores the results, :meth:`release` gives the rows back."""
 
-    def __init__(self, backend, spec: ListenerSpec, items: list[WorkItem], conn: t.Optional[sa.Connection], tables):
+    def __init__(self, backend, spec: ListenerSpec, items: list[WorkItem], conn: t.Optional[sa.Connection], tables, record=None):
         self.backend = backend
         self.spec = spec
         self.items = items
         self._conn = conn
         self._tables = tables
+        self._record = record  # this claim's in-flight record, until the commit removes it
 
     def release(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.rollback()
-            finally:
-                self._conn.close()
-                self._conn = None
+        try:
+            if self._conn is not None:
+                try:
+                    self._conn.rollback()
+                finally:
+                    self._conn.close()
+                    self._conn = None
+        finally:
+            if self._record is not None:
+                with self.backend.engine.begin() as conn:
+                    inflight.unregister(conn, self.backend._claims_table, self._record)
+                self._record = None
 
     def commit(self, result: WorkResult) -> tuple[set, float]:
         now = time.time()
@@ -138,7 +157,10 @@ class SQLClaim(Claim):
             conn.begin()
         try:
             mine = self._write(conn, result, now)
+            if self._record is not None:
+                inflight.unregister(conn, self.backend._claims_table, self._record)
             conn.commit()
+            self._record = None
         except BaseException:
             conn.rollback()
             raise

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from pinnacle.backends.base import ListenerSpec
 from pinnacle.errors import ConfigError, NotFoundError
 from pinnacle.plugins.sql.schema import listener_tables
+from pinnacle.plugins.sql import inflight
 from pinnacle.plugins.sql.claims import claim
 from pinnacle.plugins.sql.pgvector import vector_type
 from pinnacle.plugins.sql.statements import chunks
@@ -84,6 +85,7 @@ class ListenerStorage:
                     conn.exec_driver_sql(stmt)
             for name in (spec.outputs_table, spec.queue_table, spec.failed_table):
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.quote(name)}")
+            conn.execute(self._claims_table.delete().where(self._claims_table.c.queue == spec.queue_table))
         self._listener_tables.pop(spec.storage_name, None)
         for name in (spec.outputs_table, spec.queue_table, spec.failed_table):
             self.forget_table(name)  # type: ignore[attr-defined]
@@ -159,7 +161,11 @@ class ListenerStorage:
             n_failed = conn.execute(sa.select(sa.func.count()).select_from(failed)).scalar_one()
             counted = sa.func.count(sa.distinct(outputs.c._source)) if spec.flatten else sa.func.count()
             n_outputs = conn.execute(sa.select(counted).select_from(outputs)).scalar_one()
-        return {"pending": int(pending), "retrying": int(retrying), "failed": int(n_failed), "outputs": int(n_outputs)}
+        in_flight = inflight.count_in_flight(self.engine, self._claims_table, spec.queue_table)
+        return {
+            "pending": int(pending), "in_flight": in_flight, "retrying": int(retrying),
+            "failed": int(n_failed), "outputs": int(n_outputs),
+        }
 
     def failures(self, spec: ListenerSpec, limit: int = 100) -> list[dict]:
         _, _, failed = self._tables_for(spec)

@@ -85,8 +85,9 @@ def infer_user_table(name: str, rows: t.Sequence[t.Mapping[str, t.Any]], metadat
     return sa.Table(name, metadata, *columns, **_MYSQL_TABLE)
 
 
-def metadata_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
-    """``_pinnacle_components`` and ``_pinnacle_artifacts``."""
+def metadata_tables(metadata: sa.MetaData, dialect: str) -> tuple[sa.Table, sa.Table]:
+    """``_pinnacle_components`` and ``_pinnacle_artifacts`` (also defines ``_pinnacle_state``
+    and ``_pinnacle_claims`` in ``metadata``)."""
     components = sa.Table(
         "_pinnacle_components",
         metadata,
@@ -103,6 +104,21 @@ def metadata_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         metadata,
         sa.Column("key", sa.String(200), primary_key=True),
         sa.Column("value", long_text, nullable=False),
+    )
+    # Claims in progress, for status() (see plugins/sql/inflight.py). Nothing in it needs to
+    # outlive the server: PostgreSQL keeps it out of the WAL and MySQL/MariaDB in memory, so
+    # recording a claim costs no log flush.
+    ephemeral = {"postgresql": {"prefixes": ["UNLOGGED"]}, "mysql": {"mysql_engine": "MEMORY"}}
+    sa.Table(
+        "_pinnacle_claims",
+        metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("queue", sa.String(200), nullable=False, index=True),
+        sa.Column("sources", sa.Integer, nullable=False),
+        sa.Column("holder", sa.String(200), nullable=False),
+        sa.Column("claimed_at", sa.Float(precision=53), nullable=False),
+        **_MYSQL_TABLE,
+        **ephemeral.get(dialect, {}),
     )
     artifacts = sa.Table(
         "_pinnacle_artifacts",

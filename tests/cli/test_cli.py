@@ -71,7 +71,7 @@ def test_worker_once_embeds_rows_inserted_with_raw_sql(tmp_path, capsys):
     code, out, _ = _run(capsys, "--db", uri, "status", "--json")
     assert code == 0
     assert json.loads(out)["emb"] == {
-        "table": "docs", "rows": 5, "outputs": 3, "pending": 2, "retrying": 0, "failed": 0, "version": 0,
+        "table": "docs", "rows": 5, "outputs": 3, "pending": 2, "in_flight": 0, "retrying": 0, "failed": 0, "version": 0,
     }
 
     code, out, _ = _run(capsys, "--db", uri, "worker", "--once")
@@ -84,7 +84,7 @@ def test_worker_once_embeds_rows_inserted_with_raw_sql(tmp_path, capsys):
 
     code, out, _ = _run(capsys, "--db", uri, "status")
     assert code == 0
-    assert _status_line(out, "emb") == ["emb", "0", "docs", "5", "5", "0", "0", "0"]
+    assert _status_line(out, "emb") == ["emb", "0", "docs", "5", "5", "0", "0", "0", "0"]
 
     code, out, _ = _run(capsys, "--db", uri, "search", "idx", "zebra crossings", "-n", "2")
     assert code == 0
@@ -102,7 +102,7 @@ def test_status_failures_and_retry_give_exact_counts(tmp_path, capsys):
 
     code, out, _ = _run(capsys, "--db", uri, "status")
     assert code == 0
-    assert _status_line(out, "emb") == ["emb", "0", "docs", "5", "3", "0", "0", "2"]
+    assert _status_line(out, "emb") == ["emb", "0", "docs", "5", "3", "0", "0", "0", "2"]
 
     code, out, _ = _run(capsys, "--db", uri, "failures", "emb")
     assert code == 0
@@ -224,7 +224,7 @@ def test_demo_runs_end_to_end_and_again(tmp_path, capsys, monkeypatch):
         assert code == 0
         assert ("removed the previous demo" in out) == (run == 1)
         assert "[5/5] Searching" in out
-        assert _status_line(out, "demo-emb") == ["demo-emb", "0", "demo_docs", "35", "35", "0", "0", "0"]
+        assert _status_line(out, "demo-emb") == ["demo-emb", "0", "demo_docs", "35", "35", "0", "0", "0", "0"]
         hits = out[out.index('"pictures of faraway galaxies"'):].splitlines()
         assert "[live-1]" in hits[1]  # inserted live, found by the next search
         assert "[computing-" in out[out.index("more memory"):].splitlines()[1]  # the filter holds
@@ -237,10 +237,10 @@ def test_status_shows_a_model_change_being_built(tmp_path, capsys):
     db.apply(pinnacle.Listener("emb", model=changed, key="text", select="docs"), wait=False)
     code, out, _ = _run(capsys, "--db", uri, "status")
     assert code == 0
-    assert _status_line(out, "emb") == ["emb", "0", "docs", "3", "3", "0", "0", "0"]
+    assert _status_line(out, "emb") == ["emb", "0", "docs", "3", "3", "0", "0", "0", "0"]
     building = next(line for line in out.splitlines() if line.startswith("emb (building)"))
-    assert building.split()[2:] == ["1", "docs", "3", "0", "3", "0", "0"]
+    assert building.split()[2:] == ["1", "docs", "3", "0", "3", "0", "0", "0"]
     assert _run(capsys, "--db", uri, "worker", "--once")[0] == 0
     code, out, _ = _run(capsys, "--db", uri, "status")
-    assert _status_line(out, "emb") == ["emb", "1", "docs", "3", "3", "0", "0", "0"]
+    assert _status_line(out, "emb") == ["emb", "1", "docs", "3", "3", "0", "0", "0", "0"]
     assert "(building)" not in out

@@ -66,7 +66,7 @@ def test_bad_rows_are_isolated_retried_then_parked(backend_kind, backend_uri, co
         np.testing.assert_array_equal(vector, hash_vector(f"good row {rid}", 8))
 
     _drain_until_settled(db, "emb")
-    assert db.status()["emb"] == {"pending": 0, "retrying": 0, "failed": 2, "outputs": 18, "version": 0}
+    assert db.status()["emb"] == {"pending": 0, "in_flight": 0, "retrying": 0, "failed": 2, "outputs": 18, "version": 0}
 
     failures = {f["_source"]: f for f in db.failures("emb")}
     assert set(failures) == BAD
@@ -98,7 +98,7 @@ def test_bad_rows_are_isolated_retried_then_parked(backend_kind, backend_uri, co
     fixed = procs.cli("--db", backend_uri, "-q", "retry", "emb", env=child_env(PINNACLE_TEST_FLAKY_FIXED=1))
     fixed.finish(timeout=120)
     assert "2 failed row(s)" in fixed.stdout(), fixed.stdout()
-    assert db.status()["emb"] == {"pending": 0, "retrying": 0, "failed": 0, "outputs": 20, "version": 0}
+    assert db.status()["emb"] == {"pending": 0, "in_flight": 0, "retrying": 0, "failed": 0, "outputs": 20, "version": 0}
     assert db.failures("emb") == []
     np.testing.assert_array_equal(db.outputs("emb")["d05"], hash_vector("BOOM row d05", 8))
 
@@ -108,10 +108,10 @@ def test_retry_in_process_after_the_model_is_fixed(backend_kind, connect, flaky)
     db["docs"].insert([{"_id": "a", "text": "good"}])
     db.apply(pinnacle.Listener("emb", model=flaky, key="text", select="docs"))
     db["docs"].insert([{"_id": "b", "text": "BOOM b"}, {"_id": "c", "text": "also good"}])
-    assert db.status()["emb"] == {"pending": 0, "retrying": 0, "failed": 1, "outputs": 2, "version": 0}
+    assert db.status()["emb"] == {"pending": 0, "in_flight": 0, "retrying": 0, "failed": 1, "outputs": 2, "version": 0}
     flaky_models.FIXED = True
     assert db.retry("emb") == 1
-    assert db.status()["emb"] == {"pending": 0, "retrying": 0, "failed": 0, "outputs": 3, "version": 0}
+    assert db.status()["emb"] == {"pending": 0, "in_flight": 0, "retrying": 0, "failed": 0, "outputs": 3, "version": 0}
     assert db.retry("emb") == 0
 
 
@@ -121,9 +121,9 @@ def test_status_counts_are_exact(backend_kind, connect):
     db["docs"].insert([{"_id": "seed", "text": "seed"}])
     db.apply(pinnacle.Listener("emb", model=HashEmbed(identifier="hash", dim=8), key="text", select="docs"))
     db["docs"].insert([{"_id": f"r{i}", "text": f"text {i}"} for i in range(2500)], wait=False)
-    assert db.status()["emb"] == {"pending": 2500, "retrying": 0, "failed": 0, "outputs": 1, "version": 0}
+    assert db.status()["emb"] == {"pending": 2500, "in_flight": 0, "retrying": 0, "failed": 0, "outputs": 1, "version": 0}
     db.drain()
-    assert db.status()["emb"] == {"pending": 0, "retrying": 0, "failed": 0, "outputs": 2501, "version": 0}
+    assert db.status()["emb"] == {"pending": 0, "in_flight": 0, "retrying": 0, "failed": 0, "outputs": 2501, "version": 0}
 
 
 # -- part 2: bad input --------------------------------------------------------------------------
@@ -147,7 +147,7 @@ def test_bad_input_is_parked_and_good_rows_embedded(backend_kind, connect, minil
     assert db["docs"].count() == 9  # every row is stored
     assert len(db["docs"].get("huge")["text"]) == len(big)
     assert db["docs"].get("nokey")["text"] is None
-    assert db.status()["emb"] == {"pending": 0, "retrying": 0, "failed": 5, "outputs": 4, "version": 0}
+    assert db.status()["emb"] == {"pending": 0, "in_flight": 0, "retrying": 0, "failed": 5, "outputs": 4, "version": 0}
 
     outputs = db.outputs("emb")
     assert set(outputs) == {"seed", "good1", "good2", "good3"}

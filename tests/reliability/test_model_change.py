@@ -75,7 +75,7 @@ def test_model_change_builds_beside_then_switches(backend_kind, connect, raw_eng
     db["docs"].insert([{"_id": k, "text": v} for k, v in texts.items()])
     old = pinnacle.Listener("emb", model=minilm(), key="text", select="docs")
     db.apply(pinnacle.VectorIndex("idx", indexing_listener=old))
-    assert db.status()["emb"] == {"pending": 0, "retrying": 0, "failed": 0, "outputs": 12, "version": 0}
+    assert db.status()["emb"] == {"pending": 0, "in_flight": 0, "retrying": 0, "failed": 0, "outputs": 12, "version": 0}
 
     new = pinnacle.Listener("emb", model=minilm(predict_kwargs={"truncate_dim": 128}), key="text", select="docs")
     assert new.uuid != old.uuid
@@ -83,7 +83,7 @@ def test_model_change_builds_beside_then_switches(backend_kind, connect, raw_eng
     assert new.version == 1
     status = db.status()["emb"]
     assert status["version"] == 0 and status["outputs"] == 12
-    assert status["building"] == {"version": 1, "pending": 12, "retrying": 0, "failed": 0, "outputs": 0}
+    assert status["building"] == {"version": 1, "pending": 12, "in_flight": 0, "retrying": 0, "failed": 0, "outputs": 0}
     _assert_scores(db["docs"].like({"text": QUERY}, vector_index="idx", n=3), texts, st_native, 384)
 
     # A worker computes part of the new version: progress shows, search still uses the old one.
@@ -115,7 +115,7 @@ def test_model_change_builds_beside_then_switches(backend_kind, connect, raw_eng
     # (d00's update is still queued: its served vector is that of its previous text.)
     _assert_scores(other["docs"].like({"text": QUERY}, vector_index="idx", n=3), before_update, st_native, 384)
     other.drain()
-    assert other.status()["emb"] == {"pending": 0, "retrying": 0, "failed": 0, "outputs": 13, "version": 1}
+    assert other.status()["emb"] == {"pending": 0, "in_flight": 0, "retrying": 0, "failed": 0, "outputs": 13, "version": 1}
 
     # The new version serves, everywhere; the old storage and triggers are gone.
     for handle in (other, db):
@@ -136,4 +136,4 @@ def test_model_change_builds_beside_then_switches(backend_kind, connect, raw_eng
     texts["n2"] = "Fresh snow fell on the mountain pass overnight."
     db["docs"].insert([{"_id": "n2", "text": texts["n2"]}])
     assert db.outputs("emb")["n2"].shape == (128,)
-    assert db.status()["emb"] == {"pending": 0, "retrying": 0, "failed": 0, "outputs": 14, "version": 1}
+    assert db.status()["emb"] == {"pending": 0, "in_flight": 0, "retrying": 0, "failed": 0, "outputs": 14, "version": 1}

@@ -32,7 +32,7 @@ def test_claim_commit_and_exactly_one_output(listening, spec, raw):
     assert isinstance(stored["_output"], Binary) and len(stored["_output"]) == 16  # float32 bytes, compact
     assert stored["_model_uuid"] == "uuid-1" and stored["_updated_at"] == stamp and stored["_key_hash"]
     assert outputs(listening, spec) == {s: vec(1) for s in "abc"}
-    assert listening.queue_status(spec) == {"pending": 0, "retrying": 0, "failed": 0, "outputs": 3}
+    assert listening.queue_status(spec) == {"pending": 0, "in_flight": 0, "retrying": 0, "failed": 0, "outputs": 3}
     assert listening.outputs_version(spec) == (3, stamp)
     assert dict(listening.output_stamps(spec)) == {s: stamp for s in "abc"}
 
@@ -42,7 +42,9 @@ def test_two_claims_take_disjoint_entries(listening, spec):
     second = listening.claim_work(spec, 10)
     assert len(first.items) == 2 and len(second.items) == 1
     assert not {i.source for i in first.items} & {i.source for i in second.items}
+    assert listening.queue_status(spec)["in_flight"] == 3
     first.release()
+    assert listening.queue_status(spec)["in_flight"] == 1
     again = listening.claim_work(spec, 10)
     assert len(again.items) == 2
 
@@ -51,6 +53,7 @@ def test_lease_of_a_crashed_worker_ends(listening, spec, raw):
     crashed = listening.claim_work(spec, 10)  # never committed nor released
     assert len(crashed.items) == 3 and len(listening.claim_work(spec, 10).items) == 0
     raw[spec.queue_table].update_many({}, {"$set": {"claimed_until": time.time() - 1}})  # the lease ends
+    assert listening.queue_status(spec)["in_flight"] == 0
     with listening.claim_work(spec, 10) as claim:
         assert len(claim.items) == 3
         claim.commit(WorkResult(outputs=[(i.source, vec(2)) for i in claim.items]))
@@ -121,7 +124,7 @@ def test_retry_then_park_then_requeue(listening, spec, raw):
         assert claim.commit(result)[0] == {"a", "b", "c"}
     entry = raw[spec.queue_table].find_one({"_source": "b"})
     assert (entry["attempts"], entry["not_before"], entry["owner"]) == (1, later, None)
-    assert listening.queue_status(spec) == {"pending": 1, "retrying": 1, "failed": 1, "outputs": 1}
+    assert listening.queue_status(spec) == {"pending": 1, "in_flight": 0, "retrying": 1, "failed": 1, "outputs": 1}
     assert len(listening.claim_work(spec, 10).items) == 0  # "b" is not due yet
     [failure] = listening.failures(spec)
     assert failure["_source"] == "c" and failure["error_type"] == "InvalidInput" and failure["attempts"] == 1

@@ -89,7 +89,7 @@ def test_flatten_stores_items_and_replaces_them(db, rows, chunker):
     assert db.outputs("chunks")["long"] == ["A short text now."]
     db["docs"].delete({"_id": "long"})
     assert "long" not in db.outputs("chunks")
-    assert db.status()["chunks"] == {"pending": 0, "retrying": 0, "failed": 0, "outputs": 3, "version": 0}
+    assert db.status()["chunks"] == {"pending": 0, "in_flight": 0, "retrying": 0, "failed": 0, "outputs": 3, "version": 0}
 
 
 def test_long_document_chunked_embedded_searched(db, rows, chunker, counted, encode, backend_uri):

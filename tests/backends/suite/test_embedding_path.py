@@ -128,7 +128,7 @@ def test_bad_rows_are_recorded_not_fatal(indexed, rows, bad, encode):
 def test_status_counts(db, rows, add_index):
     db["docs"].insert(rows[:5])
     add_index(db)
-    assert db.status() == {"docs-emb": {**db.status()["docs-emb"], "pending": 0, "retrying": 0, "failed": 0, "outputs": 5}}
+    assert db.status() == {"docs-emb": {**db.status()["docs-emb"], "pending": 0, "in_flight": 0, "retrying": 0, "failed": 0, "outputs": 5}}
     db["docs"].insert(rows[5:8], wait=False)
     db["docs"].insert([{"_id": "e1", "text": ""}])
     status = db.status()["docs-emb"]
