@@ -4,11 +4,15 @@ A claim leaves no mark in the queue that another process could count: on Postgre
 MySQL/MariaDB it is a row lock held while the model runs, on SQLite a plain read. So each
 claim adds a record to ``_pinnacle_claims`` (defined in ``schema.metadata_tables``: the
 queue table, how many rows, who holds them), and its commit removes it in the same
-transaction as the outputs (a release, in one of its own). A holder killed half-way (kill -9) leaves its record behind; such a record is not
-counted, because the holder is checked when counting: on PostgreSQL the claim
-connection's backend pid in ``pg_stat_activity``, on MySQL/MariaDB its connection id in
-the process list (both end with the connection, like the row locks), on SQLite the
-process id on this host. Records of dead holders are deleted by the next count.
+transaction as the outputs (a release, in one of its own; on MySQL/MariaDB the table is a
+MEMORY table, outside transactions, so the removal stands even if the commit fails).
+
+A holder killed half-way (kill -9) leaves its record behind. Such a record is not counted,
+because the holder is checked when counting: on PostgreSQL the claim connection's backend
+pid in ``pg_stat_activity``, on MySQL/MariaDB its connection id in the process list (both
+end with the connection, as the row locks do), on SQLite the process id on this host.
+Records of dead holders are deleted by the next count. (A MySQL account without the
+PROCESS privilege sees only its own connections: run ``status`` as the workers' account.)
 """
 
 from __future__ import annotations
