@@ -313,6 +313,9 @@ class Datalayer:
 
         Raises :class:`StateError` while another component uses it, unless ``recursive``
         (then the users are removed too).
+
+        Example:
+            >>> db.remove("Listener", "docs-emb", recursive=True)  # doctest: +SKIP
         """
         if isinstance(type_id, Component):
             type_id, identifier = type_id.type_id, type_id.identifier
@@ -411,6 +414,11 @@ class Datalayer:
 
         A listener whose model changed is built beside the serving version; when its last
         row is computed it starts serving and the old outputs are dropped.
+
+        Example:
+            >>> db["docs"].insert([{"text": "later"}], wait=False)  # doctest: +SKIP
+            >>> db.drain().outputs  # doctest: +SKIP
+            1
         """
         names = [listener] if listener else chains.upstream_first(self, self.listeners())
         total = DrainStats()
@@ -453,18 +461,35 @@ class Datalayer:
         return {name: dc.asdict(job) for name, job in found.items() if job is not None}
 
     def status(self) -> dict[str, dict[str, t.Any]]:
-        """Exact ``pending``/``retrying``/``failed``/``outputs`` counts per listener.
+        """Exact counts per listener: ``pending`` (queued rows), ``in_flight`` (of those, being
+        computed by a live worker now), ``retrying``, ``failed``, ``outputs``.
 
         While a changed listener is being built, ``building`` holds the new version's counts.
+
+        Example:
+            >>> db.status()  # doctest: +SKIP
+            {'docs-emb': {'pending': 0, 'in_flight': 0, 'retrying': 0, 'failed': 1, 'outputs': 41, 'version': 0}}
         """
         return {name: self._runtime(name).status() for name in self.listeners()}
 
     def failures(self, listener: str, limit: int = 100) -> list[dict]:
-        """The rows of ``listener`` that failed, newest first, with their errors."""
+        """The rows of ``listener`` that failed, newest first, with their errors.
+
+        Example:
+            >>> db.failures("docs-emb")[0]["message"]  # doctest: +SKIP
+            "Listener 'docs-emb', row '7' of 'docs': the text is missing (None)"
+        """
         return self.backend.failures(self._drainer(listener).spec, limit)
 
     def retry(self, listener: str, *, wait: bool = True) -> int:
-        """Put the failed rows of ``listener`` back in the queue (and compute them unless ``wait=False``)."""
+        """Put the failed rows of ``listener`` back in the queue (and compute them unless ``wait=False``).
+
+        Returns how many rows were requeued.
+
+        Example:
+            >>> db.retry("docs-emb")  # after fixing the model or the rows  # doctest: +SKIP
+            1
+        """
         count = self.backend.requeue_failed(self._drainer(listener).spec)
         if wait and count:
             self.drain(listener)
@@ -472,7 +497,12 @@ class Datalayer:
 
     def outputs(self, listener: str) -> dict[t.Any, t.Any]:
         """``{source id: output}`` for every row of ``listener``'s table that has one; for a
-        flattened listener (e.g. a :class:`~pinnacle.TextChunker`) the output is the list of items."""
+        flattened listener (e.g. a :class:`~pinnacle.TextChunker`) the output is the list of items.
+
+        Example:
+            >>> db.outputs("docs-emb")["7"].shape  # doctest: +SKIP
+            (384,)
+        """
         drainer = self._drainer(listener)
         datatype = drainer.datatype
         if drainer.spec.flatten:

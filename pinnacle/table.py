@@ -44,6 +44,10 @@ class Table:
             rows: Dicts of column -> value. ``_id`` is generated when absent.
             wait: Compute the listeners' outputs before returning (default). With
                 ``False`` a ``pinnacle worker`` computes them.
+
+        Example:
+            >>> db["docs"].insert([{"_id": "7", "text": "hello"}, {"text": "world"}])  # doctest: +SKIP
+            ['7', '3f0c...']
         """
         if isinstance(rows, dict):
             rows = [rows]
@@ -60,7 +64,12 @@ class Table:
         columns: t.Optional[t.Sequence[str]] = None,
         limit: t.Optional[int] = None,
     ) -> list[Row]:
-        """Rows where every ``column == value`` (a list value means any of those)."""
+        """Rows where every ``column == value`` (a list value means any of those).
+
+        Example:
+            >>> db["docs"].select({"topic": ["space", "food"]}, columns=["_id", "text"], limit=2)  # doctest: +SKIP
+            [{'_id': '1', 'text': '...'}, {'_id': '4', 'text': '...'}]
+        """
         return self.db.backend.select(self.name, self._where(where, "select"), ids=ids, columns=columns, limit=limit)
 
     def get(self, id: t.Any) -> t.Optional[Row]:
@@ -69,6 +78,7 @@ class Table:
         return rows[0] if rows else None
 
     def count(self, where: t.Optional[t.Mapping[str, t.Any]] = None) -> int:
+        """How many rows match ``where`` (all rows by default)."""
         return self.db.backend.count(self.name, self._where(where, "count"))
 
     def update(self, where: t.Optional[t.Mapping[str, t.Any]], values: t.Mapping[str, t.Any], *, wait: bool = True) -> int:
