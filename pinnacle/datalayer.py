@@ -171,8 +171,11 @@ class Datalayer:
 
     def _undo(self, stored: list[tuple[Component, t.Optional[ListenerSpec]]]) -> None:
         """Take back the versions one ``apply`` stored, newest first; earlier versions serve again."""
+        undone = {(c.type_id, c.identifier) for c, _ in stored}
         for component, created in reversed(stored):
             type_id, identifier, version = component.type_id, component.identifier, component.version
+            if self._used_elsewhere(type_id, identifier, version, undone):
+                continue  # another process's apply took it up meanwhile: it stays
             try:
                 if created is not None:
                     self.backend.drop_listener(created)
@@ -188,6 +191,15 @@ class Datalayer:
                 self._indexes.pop(identifier, None)
             component.version = None if version == 0 else version - 1
             logger.info("Undid %s %r version %d (its parent failed to apply)", type_id, identifier, version)
+
+    def _used_elsewhere(self, type_id: str, identifier: str, version: int, undone: set) -> bool:
+        for row in self.backend.list_components():
+            if (row["type"], row["identifier"]) in undone:
+                continue
+            record = self.backend.get_component(row["type"], row["identifier"])
+            if record is not None and _refers_to(record["data"], type_id, identifier, version):
+                return True
+        return False
 
     def _restore_missing_artifacts(self, component: Component, record: dict) -> None:
         """An identical re-apply stores again any artifact whose stored copy was deleted
@@ -621,11 +633,15 @@ def _listeners_in(component: Component) -> list[Listener]:
     return found
 
 
-def _refers_to(data: t.Any, type_id: str, identifier: str) -> bool:
+def _refers_to(data: t.Any, type_id: str, identifier: str, version: t.Optional[int] = None) -> bool:
+    """Whether stored ``data`` refers to the component (to that ``version`` of it, if given)."""
     if isinstance(data, dict):
-        if data.get("_ref") == "component" and data.get("type") == type_id and data.get("identifier") == identifier:
+        if (
+            data.get("_ref") == "component" and data.get("type") == type_id and data.get("identifier") == identifier
+            and (version is None or data.get("version") == version)
+        ):
             return True
-        return any(_refers_to(v, type_id, identifier) for v in data.values())
+        return any(_refers_to(v, type_id, identifier, version) for v in data.values())
     if isinstance(data, list):
-        return any(_refers_to(v, type_id, identifier) for v in data)
+        return any(_refers_to(v, type_id, identifier, version) for v in data)
     return False

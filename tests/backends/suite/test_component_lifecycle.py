@@ -202,3 +202,20 @@ def test_a_model_that_cannot_load_is_a_clear_error(db, rows):
     with pytest.raises(ConfigError, match=r"SentenceTransformer 'nowhere': could not load the model .*/no/such/folder"):
         db.apply(pinnacle.Listener("docs-emb", model=model, key="text", select=db["docs"]))
     assert db.show() == []
+
+
+def test_failed_apply_keeps_what_another_apply_took_up(connect, minilm, rows, monkeypatch):
+    """A model stored by a failing apply stays when another process's listener took it up meanwhile."""
+    mine, other = connect(), connect()
+    mine["docs"].insert(rows[:3])
+    create_listener = mine.backend.create_listener
+
+    def racing(spec):  # the other process applies a listener on the same new model, then ours fails
+        other.apply(pinnacle.Listener("other-emb", model=minilm("shared"), key="text", select=other["docs"]))
+        return create_listener(spec)
+
+    monkeypatch.setattr(mine.backend, "create_listener", racing)
+    with pytest.raises(ConfigError, match="no_such_column"):
+        mine.apply(pinnacle.Listener("bad-emb", model=minilm("shared"), key="no_such_column", select=mine["docs"]))
+    assert {(c["type"], c["identifier"]) for c in connect().show()} == {("Model", "shared"), ("Listener", "other-emb")}
+    assert set(connect().outputs("other-emb")) == {r["_id"] for r in rows[:3]}
