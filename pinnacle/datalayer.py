@@ -174,7 +174,7 @@ class Datalayer:
         undone = {(c.type_id, c.identifier) for c, _ in stored}
         for component, created in reversed(stored):
             type_id, identifier, version = component.type_id, component.identifier, component.version
-            if self._used_elsewhere(type_id, identifier, version, undone):
+            if set(self._referrers(type_id, identifier, version)) - undone:
                 continue  # another process's apply took it up meanwhile: it stays
             try:
                 if created is not None:
@@ -191,15 +191,6 @@ class Datalayer:
                 self._indexes.pop(identifier, None)
             component.version = None if version == 0 else version - 1
             logger.info("Undid %s %r version %d (its parent failed to apply)", type_id, identifier, version)
-
-    def _used_elsewhere(self, type_id: str, identifier: str, version: int, undone: set) -> bool:
-        for row in self.backend.list_components():
-            if (row["type"], row["identifier"]) in undone:
-                continue
-            record = self.backend.get_component(row["type"], row["identifier"])
-            if record is not None and _refers_to(record["data"], type_id, identifier, version):
-                return True
-        return False
 
     def _restore_missing_artifacts(self, component: Component, record: dict) -> None:
         """An identical re-apply stores again any artifact whose stored copy was deleted
@@ -363,11 +354,16 @@ class Datalayer:
         users = []
         if type_id == "Listener":  # listeners reading its outputs table
             users.extend(("Listener", name) for name in chains.downstream_of(self, identifier))
+        return users + self._referrers(type_id, identifier)
+
+    def _referrers(self, type_id: str, identifier: str, version: t.Optional[int] = None) -> list[tuple[str, str]]:
+        """Stored components (latest versions) whose definition refers to the component."""
+        found = []
         for row in self.backend.list_components():
             record = self.backend.get_component(row["type"], row["identifier"])
-            if _refers_to(record["data"], type_id, identifier):
-                users.append((row["type"], row["identifier"]))
-        return users
+            if record is not None and _refers_to(record["data"], type_id, identifier, version):
+                found.append((row["type"], row["identifier"]))
+        return found
 
     # -- the embedding path ------------------------------------------------------------
     def _sync(self, force: bool = False) -> None:

@@ -133,18 +133,18 @@ class SQLClaim(Claim):
         self._record = record  # this claim's in-flight record, until the commit removes it
 
     def release(self) -> None:
+        conn, self._conn = self._conn, None
         try:
-            if self._conn is not None:
+            if conn is not None:
                 try:
-                    self._conn.rollback()
+                    conn.rollback()
                 finally:
-                    self._conn.close()
-                    self._conn = None
+                    conn.close()
         finally:
-            if self._record is not None:
-                with self.backend.engine.begin() as conn:
-                    inflight.unregister(conn, self.backend._claims_table, self._record)
-                self._record = None
+            record, self._record = self._record, None
+            if record is not None:  # not removed by a commit
+                with self.backend.engine.begin() as own:
+                    inflight.unregister(own, self.backend._claims_table, record)
 
     def commit(self, result: WorkResult) -> tuple[set, float]:
         now = time.time()
