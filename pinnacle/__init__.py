@@ -18,6 +18,7 @@ from pinnacle.errors import (
     ConfigError,
     MissingDependencyError,
     NotFoundError,
+    NotLoadableError,
     PinnacleError,
     StateError,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "ConfigError",
     "StateError",
     "NotFoundError",
+    "NotLoadableError",
     "BackendError",
     "MissingDependencyError",
 ]

@@ -235,7 +235,7 @@ def _status_rows(db: pinnacle.Datalayer) -> list[dict[str, t.Any]]:
     """``db.status()`` per listener, with its table and the table's row count."""
     rows = []
     for name, counts in db.status().items():
-        table = db.load("Listener", name).select
+        table = db.show("Listener", name)["data"]["select"]  # the record: the model need not import here
         source_rows = db[table].count() if db.backend.has_table(table) else 0
         rows.append({"listener": name, "table": table, "rows": source_rows, **counts})
     return rows
@@ -251,12 +251,16 @@ def _print_status(db: pinnacle.Datalayer, indent: str = "") -> list[dict[str, t.
         return rows
     lines = []
     for row in rows:
-        lines.append([row.get(k, "") for k in _STATUS_COLUMNS])
+        shown = row if row.get("loadable", True) else {**row, "listener": f"{row['listener']} (not loadable here)"}
+        lines.append([shown.get(k, "") for k in _STATUS_COLUMNS])
         building = row.get("building")
         if building:  # a changed model being computed beside the serving version
             shown = {**building, "listener": f"{row['listener']} (building)", "table": row["table"], "rows": row["rows"]}
             lines.append([shown.get(k, "") for k in _STATUS_COLUMNS])
     _print_table(_STATUS_COLUMNS, lines, indent)
+    for row in rows:
+        if not row.get("loadable", True):
+            print(f"{indent}{row['listener']}: {row['error']} Its pending rows wait for a process that can load it.")
     return rows
 
 
@@ -422,13 +426,34 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return _worker_loop(db, args)
 
 
+def _report_not_loadable(db: pinnacle.Datalayer, args: argparse.Namespace, seen: set) -> None:
+    """One line per listener this worker cannot load (another service's model), the first time it is seen."""
+    if args.listener:
+        return  # asked for one listener: drain() says if that one cannot be loaded
+    new = [e for e in db.not_loadable() if e["type"] == "Listener" and (e["identifier"], e["version"]) not in seen]
+    if not new:
+        return
+    status = db.status()
+    for entry in new:
+        seen.add((entry["identifier"], entry["version"]))
+        pending = status.get(entry["identifier"], {}).get("pending", 0)
+        cause = entry["missing"] and f"module {entry['missing']!r} is not installed here" or entry["error"]
+        print(
+            f"Skipping Listener {entry['identifier']!r}, not loadable here ({entry['component']}: {entry['path']}; "
+            f"{cause}): its {pending} row(s) stay queued for a worker that can load it.", flush=True,
+        )
+
+
 def _worker_once(db: pinnacle.Datalayer, args: argparse.Namespace) -> int:
     start = time.perf_counter()
     stats = db.drain(args.listener)
     if stats.rows:
         print(_stats_line(stats, time.perf_counter() - start))
+    elif not args.listener and any(e["type"] == "Listener" for e in db.not_loadable()):
+        print("Nothing due for the listeners this worker can load.")
     else:
         print("Nothing due: the queues are empty (rows waiting to be retried wait for their time).")
+    _report_not_loadable(db, args, set())
     if stats.failed:
         print(f"Some rows failed; see: pinnacle failures {args.listener or 'LISTENER'}")
     return 0
@@ -449,11 +474,13 @@ def _worker_loop(db: pinnacle.Datalayer, args: argparse.Namespace) -> int:
     print(f"pinnacle worker on {db.backend.safe_uri}: {which}, polling every {args.poll:g} s (Ctrl-C or SIGTERM stops it)", flush=True)
     total = DrainStats()
     backoff = args.poll
+    skipped: set = set()
     try:
         while not stopped:
             start = time.perf_counter()
             try:
                 stats = db.drain(args.listener)
+                _report_not_loadable(db, args, skipped)
             except Exception as exc:  # noqa: BLE001 - a database outage is waited out, the rest raises
                 if not _is_outage(exc):
                     raise

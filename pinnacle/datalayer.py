@@ -18,14 +18,14 @@ from pinnacle.base.artifacts import ArtifactRef, pack_directory_cached, sha256_o
 from pinnacle.base.component import Component
 from pinnacle.base.encoding import decode, encode
 from pinnacle.base.identifiers import validate_column, validate_identifier, validate_table_name
-from pinnacle import chains
+from pinnacle import chains, unloadable
 from pinnacle.components.listener import Listener
 from pinnacle.components.model import Model
 from pinnacle.components.vector_index import VectorIndex
 from pinnacle.embedding.drain import Drainer, DrainStats, RetryPolicy
 from pinnacle.embedding.jobs import latest_job
 from pinnacle.embedding.runtime import ListenerRuntime, serving_key
-from pinnacle.errors import ConfigError, NotFoundError, PinnacleError, StateError
+from pinnacle.errors import ConfigError, NotFoundError, NotLoadableError, PinnacleError, StateError
 from pinnacle.progress import progress_bar
 from pinnacle.search import DatabaseIndex, LiveIndex, open_index
 from pinnacle.table import Table
@@ -87,6 +87,7 @@ class Datalayer:
         self._loaded: dict[tuple[str, str], Component] = {}
         self._runtimes: dict[str, ListenerRuntime] = {}
         self._indexes: dict[str, t.Union[LiveIndex, DatabaseIndex]] = {}
+        self._not_loadable: dict[tuple[str, str], unloadable.NotLoadable] = {}
         self._catalogue_at = -1e9
 
     def __repr__(self) -> str:
@@ -288,9 +289,14 @@ class Datalayer:
             return child
 
         def load_artifact(ref: dict) -> ArtifactRef:
+            if not self.backend.has_artifact(ref["sha256"]):
+                raise NotLoadableError(f"Artifact {ref['sha256']} is missing", kind="artifact", path=ref["sha256"])
             return ArtifactRef(ref["sha256"], ref["kind"], self.backend)
 
-        component = decode(record["data"], load_component=load_child, load_artifact=load_artifact)
+        try:
+            component = decode(record["data"], load_component=load_child, load_artifact=load_artifact)
+        except NotLoadableError as exc:  # say which component, what it needs and why it fails here
+            raise unloadable.explain(exc, record["type"], record["identifier"], record["version"], self.backend.safe_uri) from exc
         component.version = record["version"]
         return component
 
@@ -336,18 +342,19 @@ class Datalayer:
         with self._lock:
             for user_type, user_id in users:
                 self.remove(user_type, user_id, recursive=True)
-            if type_id == "Listener":
+            if type_id == "Listener":  # from the stored records: the model class need not import here
                 latest = self.backend.get_component(type_id, identifier)["version"]
                 for version in range(latest + 1):
                     record = self.backend.get_component(type_id, identifier, version)
                     if record is not None:
-                        self.backend.drop_listener(_spec_of_record(record))
+                        self.backend.drop_listener(unloadable.spec_of_record(self.backend, record))
                 self.backend.set_state(serving_key(identifier), None)
                 self._runtimes.pop(identifier, None)
             if type_id == "VectorIndex":
                 self._indexes.pop(identifier, None)
             self.backend.delete_component(type_id, identifier)
             self._loaded.pop((type_id, identifier), None)
+            self._not_loadable.pop((type_id, identifier), None)
         logger.info("Removed %s %r", type_id, identifier)
 
     def _users_of(self, type_id: str, identifier: str) -> list[tuple[str, str]]:
@@ -377,18 +384,62 @@ class Datalayer:
             for key, row in current.items():
                 if key[0] == "Model":
                     continue
+                failed = self._not_loadable.get(key)
+                if failed is not None and failed.current(row) and not failed.due(now):
+                    continue  # not loadable here: skipped (warned once), tried again later
                 loaded = self._loaded.get(key)
                 runtime = self._runtimes.get(key[1]) if key[0] == "Listener" else None
-                if loaded is None or loaded.uuid != row["uuid"] or loaded.version != row["version"]:
-                    self.load(*key)
-                elif runtime is not None and runtime.serving.version != self._serving_version(key[1]):
-                    self._activate(loaded)
+                try:
+                    if loaded is None or loaded.uuid != row["uuid"] or loaded.version != row["version"]:
+                        self.load(*key)
+                    elif runtime is not None and runtime.serving.version != self._serving_version(key[1]):
+                        self._activate(loaded)
+                except NotLoadableError as exc:  # another service's component: the rest keeps working
+                    self._skip_not_loadable(key, row, exc)
+                    continue
+                if self._not_loadable.pop(key, None) is not None:
+                    logger.info("%s %r is loadable here now", *key)
+            for key in [k for k in self._not_loadable if k not in current]:
+                self._not_loadable.pop(key)
             for ident in [i for i in self._runtimes if ("Listener", i) not in current]:
                 self._runtimes.pop(ident)
                 self._loaded.pop(("Listener", ident), None)
             for ident in [i for i in self._indexes if ("VectorIndex", i) not in current]:
                 self._indexes.pop(ident)
                 self._loaded.pop(("VectorIndex", ident), None)
+
+    def _skip_not_loadable(self, key: tuple[str, str], row: dict, error: NotLoadableError) -> None:
+        """Remember a component this process cannot build, and say so once per process."""
+        table = None
+        if key[0] == "Listener":
+            record = self.backend.get_component(*key)
+            table = record["data"].get("select") if record is not None else None
+            self._runtimes.pop(key[1], None)
+        elif key[0] == "VectorIndex":
+            self._indexes.pop(key[1], None)
+        self._loaded.pop(key, None)
+        self._not_loadable[key] = unloadable.NotLoadable(key[0], key[1], row["version"], row["uuid"], error, table)
+        left = " Its rows stay queued for a process that can load it." if key[0] == "Listener" else ""
+        unloadable.warn_once(("skip", self.backend.safe_uri, *key, row["version"]), "%s Skipped.%s", error, left)
+
+    def _check_loadable(self, type_id: str, identifier: str) -> None:
+        failed = self._not_loadable.get((type_id, identifier))
+        if failed is not None:
+            raise failed.error
+
+    def not_loadable(self) -> list[dict[str, t.Any]]:
+        """The stored components this process cannot build (another service's model class, a
+        function or an artifact not found here): ``type``, ``identifier``, ``version``, ``table``,
+        ``kind`` (``class``, ``callable``, ``artifact``), ``path``, ``missing`` (module) and ``error``.
+
+        They are skipped: their rows stay queued for a process that can load them.
+
+        Example:
+            >>> db.not_loadable()  # doctest: +SKIP
+            [{'type': 'Listener', 'identifier': 'ext-emb', 'kind': 'class', 'path': 'null_model.NullEmbedder', ...}]
+        """
+        self._sync(force=True)
+        return [entry.to_dict() for _, entry in sorted(self._not_loadable.items())]
 
     def _runtime(self, listener_id: str) -> ListenerRuntime:
         self._sync()
@@ -397,6 +448,7 @@ class Datalayer:
         try:
             return self._runtimes[listener_id]
         except KeyError:
+            self._check_loadable("Listener", listener_id)
             raise NotFoundError(f"No Listener {listener_id!r}; db.show('Listener') lists them.") from None
 
     def _drainer(self, listener_id: str) -> Drainer:
@@ -411,6 +463,13 @@ class Datalayer:
                 runtime.drain_sources(table, ids)
                 drained.append(runtime)
         chains.drain_downstream(self, drained)  # listeners reading their outputs (chunks -> vectors)
+        for entry in [e for e in self._not_loadable.values() if e.table == table]:
+            unloadable.warn_once(
+                ("write", self.backend.safe_uri, entry.identifier, entry.version),
+                "Rows written to %r stay queued for Listener %r, which cannot be loaded in this process "
+                "(%s); a process that can load it computes them (e.g. pinnacle worker there).",
+                table, entry.identifier, entry.error.cause,
+            )
 
     def listeners(self) -> list[str]:
         """Identifiers of the applied listeners."""
@@ -478,7 +537,11 @@ class Datalayer:
             >>> db.status()  # doctest: +SKIP
             {'docs-emb': {'pending': 0, 'in_flight': 0, 'retrying': 0, 'failed': 1, 'outputs': 41, 'version': 0}}
         """
-        return {name: self._runtime(name).status() for name in self.listeners()}
+        found = {name: self._runtime(name).status() for name in self.listeners()}
+        for (type_id, name), entry in list(self._not_loadable.items()):
+            if type_id == "Listener":  # counted from the stored records, without the model
+                found[name] = unloadable.listener_status(self.backend, entry, self._serving_version(name))
+        return dict(sorted(found.items()))
 
     def failures(self, listener: str, limit: int = 100) -> list[dict]:
         """The rows of ``listener`` that failed, newest first, with their errors.
@@ -570,6 +633,7 @@ class Datalayer:
             self._sync(force=True)
             index = self._loaded.get(("VectorIndex", identifier))
         if index is None:
+            self._check_loadable("VectorIndex", identifier)
             raise NotFoundError(f"No VectorIndex {identifier!r}; db.show('VectorIndex') lists them.")
         serving = self._runtime(index.indexing_listener.identifier).serving
         if live is None or live.index is not index or live.listener is not serving:
@@ -583,14 +647,6 @@ class Datalayer:
             live = open_index(self.backend, index, serving)
             self._indexes[identifier] = live
         return live
-
-
-def _spec_of_record(record: dict) -> ListenerSpec:
-    """The storage of a stored listener version, read from its record without loading the model."""
-    data = record["data"]
-    key = decode(data["key"])
-    key_columns = (key,) if isinstance(key, str) else tuple(key.values()) if isinstance(key, dict) else tuple(key)
-    return ListenerSpec(record["identifier"], data["select"], key_columns, version=record["version"])
 
 
 def _infer_datatype(model: Model) -> t.Any:

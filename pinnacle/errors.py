@@ -9,6 +9,7 @@ __all__ = [
     "BackendError",
     "MissingDependencyError",
     "NotFoundError",
+    "NotLoadableError",
 ]
 
 
@@ -38,3 +39,26 @@ class BackendError(PinnacleError):
 
 class MissingDependencyError(PinnacleError, ImportError):
     """An optional dependency is not installed. The message gives the pip line."""
+
+
+class NotLoadableError(ConfigError):
+    """A stored component cannot be built in this process: its class or a callable it names
+    does not import here, or an artifact it needs is missing from the artifact store.
+
+    Attributes:
+        kind: ``"class"``, ``"callable"`` or ``"artifact"``.
+        path: The class path (``module.Class``), callable path (``module:name``) or sha256.
+        missing: The module that is not installed here (``None`` when the cause is another).
+        cause: The original error, one line.
+        component: ``"Model 'm'"``: the stored component whose record names ``path``
+            (set by the datalayer; ``None`` until then).
+    """
+
+    def __init__(self, message: str, *, kind: str, path: str, missing: str | None = None, cause: str = "",
+                 component: str | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.path = path
+        self.missing = missing
+        self.cause = cause or message
+        self.component = component

@@ -20,7 +20,7 @@ import importlib
 import typing as t
 
 from pinnacle.base.component import Component, class_path
-from pinnacle.errors import ConfigError
+from pinnacle.errors import ConfigError, NotLoadableError
 
 __all__ = ["encode", "decode", "encode_value", "callable_path", "import_callable"]
 
@@ -59,7 +59,9 @@ def import_callable(path: str, *, owner: str = "component") -> t.Callable:
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"{owner}: cannot import {path!r}: {exc}") from exc
+        raise NotLoadableError(
+            f"{owner}: cannot import {path!r}: {exc}", kind="callable", path=path, missing=_missing_module(exc), cause=str(exc)
+        ) from exc
     if not callable(obj):
         raise ConfigError(f"{owner}: {path!r} is not callable.")
     return obj
@@ -195,7 +197,14 @@ def _import_component_class(path: str) -> type[Component]:
     try:
         cls = getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"Cannot import component class {path!r}: {exc}") from exc
+        raise NotLoadableError(
+            f"Cannot import component class {path!r}: {exc}", kind="class", path=path, missing=_missing_module(exc), cause=str(exc)
+        ) from exc
     if not (isinstance(cls, type) and issubclass(cls, Component)):
         raise ConfigError(f"{path!r} is not a pinnacle Component class; refusing to build it.")
     return cls
+
+
+def _missing_module(exc: BaseException) -> t.Optional[str]:
+    """The module a failed import could not find (``None`` for other import errors)."""
+    return getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
