@@ -2,7 +2,7 @@
 
 Example:
     >>> from pinnacle.plugins.sql import connect
-    >>> connect("sqlite://").dialect
+    >>> connect("sqlite://").dialect.name
     'sqlite'
 """
 

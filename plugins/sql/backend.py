@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import typing as t
@@ -15,21 +14,17 @@ import sqlalchemy as sa
 from pinnacle.backends.base import DataBackend, Row, Where
 from pinnacle.base.identifiers import validate_column, validate_identifier
 from pinnacle.errors import BackendError, ConfigError, NotFoundError
+from pinnacle.plugins.sql.dialects import dialect_class, dialect_for
 from pinnacle.plugins.sql.engine import create_engine, normalise_url
 from pinnacle.plugins.sql.listeners import ListenerStorage
-from pinnacle.plugins.sql.mysql import fix_reflected_types, undo_ddl_on_failure
 from pinnacle.plugins.sql.pgvector import OPERATORS, PgVector, PgVectorSearch
 from pinnacle.plugins.sql.schema import ID_COLUMN, infer_user_table, metadata_tables
-from pinnacle.plugins.sql.statements import chunks, dialect_name, where_clause
+from pinnacle.plugins.sql.statements import chunks, where_clause
 from pinnacle.plugins.sql.values import check_values
-from pinnacle.plugins.sql.triggers import trigger_names
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SQLBackend"]
-
-#: Artifact bytes per row; MySQL/MariaDB use less when their max_allowed_packet is small.
-ARTIFACT_PART = 4 * 1024 * 1024
 
 
 class SQLBackend(ListenerStorage, DataBackend):
@@ -49,8 +44,9 @@ class SQLBackend(ListenerStorage, DataBackend):
         self.safe_uri = url.render_as_string(hide_password=True)
         self._worker_url = url  # unmasked: only for worker_uri(), never logged
         self.engine = create_engine(uri, **options)
-        self.dialect = dialect_name(self.engine)
-        self.quote = self.engine.dialect.identifier_preparer.quote
+        #: What differs per database (triggers, upserts, locking...): chosen once, here.
+        self.dialect = dialect_for(self.engine)
+        self.quote = self.dialect.quote
         self._lock = threading.RLock()
         self._tables: dict[str, sa.Table] = {}
         meta = sa.MetaData()
@@ -72,13 +68,7 @@ class SQLBackend(ListenerStorage, DataBackend):
     def worker_uri(self) -> str:
         """This database's URI for worker processes: credentials included, SQLite paths absolute."""
         url = self._worker_url
-        if url.get_backend_name() == "sqlite":
-            if not url.database or url.database == ":memory:" or url.database.startswith("file::memory:"):
-                raise ConfigError(
-                    "An in-memory SQLite database cannot be shared with worker processes; "
-                    "use a file, e.g. pinnacle.connect('sqlite:///docs.db')."
-                )
-            url = url.set(database=os.path.abspath(url.database))
+        url = dialect_class(url.get_backend_name()).worker_url(url)
         return url.render_as_string(hide_password=False)
 
     # -- helpers --------------------------------------------------------------------
@@ -103,9 +93,7 @@ class SQLBackend(ListenerStorage, DataBackend):
                 found = sa.Table(name, sa.MetaData(), autoload_with=self.engine)
             except sa.exc.NoSuchTableError:
                 raise NotFoundError(f"Table {name!r} does not exist in {self.safe_uri}.") from None
-            if self.dialect == "mysql":
-                fix_reflected_types(found, self.engine)
-            self._tables[name] = found
+            self._tables[name] = self.dialect.fix_reflected(found)
             return found
 
     def forget_table(self, name: str) -> None:
@@ -236,17 +224,15 @@ class SQLBackend(ListenerStorage, DataBackend):
 
     # -- listeners ----------------------------------------------------------------------
     def create_listener(self, spec, **kwargs):
-        if self.dialect != "mysql":
-            return super().create_listener(spec, **kwargs)
-        # MySQL/MariaDB commit each CREATE/DROP on their own: undo them by hand if a step fails.
+        # Where DDL commits on its own (MySQL/MariaDB), the dialect undoes it if a step fails.
         names = [spec.outputs_table, spec.queue_table, spec.failed_table]
-        with undo_ddl_on_failure(self.engine, spec.table, names, trigger_names(spec.storage_name), self.quote):
+        with self.dialect.ddl_guard(spec.table, names, self.dialect.trigger_names(spec.storage_name)):
             return super().create_listener(spec, **kwargs)
 
     def database_search(self, spec, measure, index=None, options=None):
         """A :class:`~pinnacle.plugins.sql.pgvector.PgVectorSearch` when ``spec``'s outputs are
         pgvector columns (PostgreSQL with the ``vector`` extension), else ``None``."""
-        if self.dialect != "postgresql" or spec.flatten or spec.text or measure not in OPERATORS:
+        if not self.dialect.supports_pgvector or spec.flatten or spec.text or measure not in OPERATORS:
             return None
         outputs = self._tables_for(spec)[0]
         if not isinstance(outputs.c._output.type, PgVector):
@@ -317,7 +303,7 @@ class SQLBackend(ListenerStorage, DataBackend):
     def put_artifact(self, sha256: str, data: bytes) -> None:
         if self.has_artifact(sha256):
             return
-        size = self._artifact_part_size()
+        size = self.dialect.artifact_part_size()
         parts = max(1, -(-len(data) // size))
         tbl = self._artifacts_table
         try:
@@ -328,13 +314,6 @@ class SQLBackend(ListenerStorage, DataBackend):
         except sa.exc.IntegrityError:
             if not self.has_artifact(sha256):  # not a concurrent writer of the same bytes
                 raise
-
-    def _artifact_part_size(self) -> int:
-        if self.dialect != "mysql":
-            return ARTIFACT_PART
-        with self.engine.connect() as conn:
-            packet = int(conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar_one())
-        return max(64 * 1024, min(ARTIFACT_PART, packet // 3))  # bytes are escaped on the wire
 
     def get_artifact(self, sha256: str) -> bytes:
         tbl = self._artifacts_table

@@ -6,6 +6,7 @@ rows and a crashed worker's rows are free again the moment its connection drops.
 source is claimed only when all of its queue entries are locked by the claimant.
 
 SQLite has one writer at a time; its claims hold no transaction while the model runs.
+(What differs per database, locking, upserts and deletes, is asked of ``backend.dialect``.)
 
 On every backend the commit writes a source's output only if at least one of the queue
 entries read for it still exists; entries are deleted only by commits, so a result
@@ -22,9 +23,11 @@ import sqlalchemy as sa
 
 from pinnacle.backends.base import Claim, Failure, ListenerSpec, WorkItem, WorkResult
 from pinnacle.plugins.sql import inflight
-from pinnacle.plugins.sql.mysql import delete_by_key, lock_by_primary_key
 from pinnacle.plugins.sql.schema import ITEM_ID_LENGTH
-from pinnacle.plugins.sql.statements import chunks, one_of, upsert
+from pinnacle.plugins.sql.statements import chunks
+
+if t.TYPE_CHECKING:
+    from pinnacle.plugins.sql.dialects.base import Dialect
 
 logger = logging.getLogger(__name__)
 
@@ -36,15 +39,16 @@ def claim(backend: t.Any, spec: ListenerSpec, limit: int, sources: t.Optional[t.
     outputs, queue, failed = backend._tables_for(spec)
     source_table = backend.table(spec.table)
     pk = source_table.c[backend.primary_key(spec.table)]
-    locking = backend.dialect != "sqlite"
+    dialect = backend.dialect
+    locking = dialect.locking_claims
     conn = backend.engine.connect()
     try:
         conn.begin()
-        entries = _claim_entries(conn, queue, limit, sources, locking)
+        entries = _claim_entries(conn, dialect, queue, limit, sources)
         columns = [pk, *(source_table.c[c] for c in spec.key_columns if c != pk.name)]
         found: dict[t.Any, dict] = {}
         for part in chunks(list(entries)):
-            for row in conn.execute(sa.select(*columns).where(one_of(pk, part, conn))):
+            for row in conn.execute(sa.select(*columns).where(dialect.one_of(pk, part))):
                 mapping = dict(row._mapping)
                 found[mapping[pk.name]] = mapping
         record = _register(backend, conn, spec, len(entries), locking) if entries else None
@@ -66,14 +70,15 @@ def claim(backend: t.Any, spec: ListenerSpec, limit: int, sources: t.Optional[t.
 def _register(backend: t.Any, conn: sa.Connection, spec: ListenerSpec, sources: int, locking: bool) -> int:
     """Record the claim for ``status()`` (see ``inflight``): in a transaction of its own where
     the claim's stays open while the model runs (so others see it now), else in the claim's."""
-    holder, table, now = inflight.holder_of(conn), backend._claims_table, time.time()
+    holder, table, now = backend.dialect.holder_of(conn), backend._claims_table, time.time()
     if not locking:
         return inflight.register(conn, table, spec.queue_table, sources, holder, now)
     with backend.engine.begin() as own:
         return inflight.register(own, table, spec.queue_table, sources, holder, now)
 
 
-def _claim_entries(conn, queue: sa.Table, limit: int, sources, locking: bool) -> dict[t.Any, list[tuple[int, int]]]:
+def _claim_entries(conn: sa.Connection, dialect: "Dialect", queue: sa.Table, limit: int, sources) -> dict[t.Any, list[tuple[int, int]]]:
+    locking, one_of = dialect.locking_claims, dialect.one_of
     now = time.time()
     due = sa.or_(queue.c.not_before.is_(None), queue.c.not_before <= now)
     columns = (queue.c.id, queue.c._source, queue.c.attempts)
@@ -81,8 +86,8 @@ def _claim_entries(conn, queue: sa.Table, limit: int, sources, locking: bool) ->
     if sources is not None:
         # The writer waits for a worker holding these rows, so its outputs exist on return.
         for part in chunks(list(sources)):
-            query = sa.select(*columns).where(one_of(queue.c._source, part, conn), due).order_by(queue.c.id)
-            for qid, src, attempts in _select_locked(conn, queue, query, locking, skip_locked=False):
+            query = sa.select(*columns).where(one_of(queue.c._source, part), due).order_by(queue.c.id)
+            for qid, src, attempts in dialect.select_for_update(conn, queue, query, skip_locked=False):
                 entries.setdefault(src, []).append((qid, attempts))
         return entries
     head = sa.select(*columns).where(due).order_by(queue.c.id).limit(max(1, limit) * 4)
@@ -97,12 +102,12 @@ def _claim_entries(conn, queue: sa.Table, limit: int, sources, locking: bool) ->
     wanted = list(entries)
     total: dict[t.Any, int] = {}
     for part in chunks(wanted):
-        more = sa.select(*columns).where(one_of(queue.c._source, part, conn)).order_by(queue.c.id)
-        for qid, src, attempts in _select_locked(conn, queue, more, locking, skip_locked=True):
+        more = sa.select(*columns).where(one_of(queue.c._source, part)).order_by(queue.c.id)
+        for qid, src, attempts in dialect.select_for_update(conn, queue, more, skip_locked=True):
             if all(q != qid for q, _ in entries[src]):
                 entries[src].append((qid, attempts))
         if locking:
-            counts = sa.select(queue.c._source, sa.func.count()).where(one_of(queue.c._source, part, conn)).group_by(queue.c._source)
+            counts = sa.select(queue.c._source, sa.func.count()).where(one_of(queue.c._source, part)).group_by(queue.c._source)
             total.update(dict(conn.execute(counts).all()))
     if locking:
         for src in wanted:
@@ -110,15 +115,6 @@ def _claim_entries(conn, queue: sa.Table, limit: int, sources, locking: bool) ->
                 logger.debug("source %r is partly held by another worker; leaving it", src)
                 del entries[src]
     return entries
-
-
-def _select_locked(conn: sa.Connection, queue: sa.Table, query: sa.Select, locking: bool, *, skip_locked: bool):
-    """``query``'s rows, locked FOR UPDATE when ``locking`` (MySQL/MariaDB: by primary key, see there)."""
-    if not locking:
-        return conn.execute(query)
-    if conn.dialect.name in ("mysql", "mariadb"):
-        return lock_by_primary_key(conn, queue, query, skip_locked=skip_locked)
-    return conn.execute(query.with_for_update(skip_locked=skip_locked))
 
 
 class SQLClaim(Claim):
@@ -185,8 +181,9 @@ class SQLClaim(Claim):
             _park_long_item_ids(result, spec)
         done = [s for s, _ in result.outputs if s in mine]
         gone = [s for s in result.gone if s in mine]
+        dialect = self.backend.dialect
         if spec.flatten:
-            _replace_items(conn, outputs, [(s, data) for s, data in result.outputs if s in mine], gone, spec.model_uuid, now)
+            _replace_items(conn, dialect, outputs, [(s, data) for s, data in result.outputs if s in mine], gone, spec.model_uuid, now)
         else:
             outs = [
                 {"_source": s, "_output": data, "_model_uuid": spec.model_uuid, "_updated_at": now}
@@ -194,16 +191,16 @@ class SQLClaim(Claim):
                 if s in mine
             ]
             for part in chunks(outs, 500):
-                upsert(conn, outputs, list(part), "_source")
-            _delete_keys(conn, outputs.c._source, gone)
-        _delete_keys(conn, failed.c._source, done + gone)
+                dialect.upsert(conn, outputs, list(part), "_source")
+            dialect.delete_keys(conn, outputs.c._source, gone)
+        dialect.delete_keys(conn, failed.c._source, done + gone)
         parked = [
             {"_source": s, "error_type": f.error_type[:200], "message": f.message, "attempts": f.attempts, "failed_at": now}
             for s, f in result.failed
             if s in mine
         ]
         for part in chunks(parked, 500):
-            upsert(conn, failed, list(part), "_source")
+            dialect.upsert(conn, failed, list(part), "_source")
         retry_ids: set[int] = set()
         by_source = {item.source: item for item in items}
         for s, attempts, not_before in result.retry:
@@ -213,7 +210,7 @@ class SQLClaim(Claim):
             retry_ids.update(ids)
             conn.execute(queue.update().where(queue.c.id.in_(ids)).values(attempts=attempts, not_before=not_before))
         finished = [qid for qid in still_there if qid not in retry_ids]
-        _delete_keys(conn, queue.c.id, finished)
+        dialect.delete_keys(conn, queue.c.id, finished)
         return mine
 
 
@@ -241,14 +238,14 @@ def _park_long_item_ids(result: WorkResult, spec: ListenerSpec) -> None:
         result.outputs[:] = [(s, data) for s, data in result.outputs if s not in too_long]
 
 
-def _replace_items(conn: sa.Connection, outputs: sa.Table, results: list, gone: list, model_uuid: str, now: float) -> None:
+def _replace_items(conn: sa.Connection, dialect: "Dialect", outputs: sa.Table, results: list, gone: list, model_uuid: str, now: float) -> None:
     """A flattened listener's commit: each source's old items go, its new items come in.
 
     Deleting and inserting (rather than upserting) fires the delete and insert triggers of
     downstream listeners, so they recompute every item and drop the outputs of items that
     are gone, in this same transaction.
     """
-    _delete_keys(conn, outputs.c._source, [s for s, _ in results] + list(gone))
+    dialect.delete_keys(conn, outputs.c._source, [s for s, _ in results] + list(gone))
     rows = [
         {"_id": item_id(s, i), "_source": s, "_position": i, "_output": data, "_model_uuid": model_uuid, "_updated_at": now}
         for s, items in results
@@ -256,16 +253,3 @@ def _replace_items(conn: sa.Connection, outputs: sa.Table, results: list, gone: 
     ]
     for part in chunks(rows, 500):
         conn.execute(outputs.insert(), list(part))
-
-
-def _delete_keys(conn: sa.Connection, column: sa.Column, keys: t.Sequence[t.Any]) -> None:
-    """Delete the rows whose key ``column`` is one of ``keys`` (MySQL/MariaDB: see
-    :func:`~pinnacle.plugins.sql.mysql.delete_by_key`)."""
-    if not keys:
-        return
-    if conn.dialect.name in ("mysql", "mariadb"):
-        delete_by_key(conn, column, keys)
-        return
-    table = column.table
-    for part in chunks(list(keys)):
-        conn.execute(table.delete().where(one_of(column, part, conn)))

@@ -1,14 +1,14 @@
-"""Creating the SQLAlchemy engine for a URI, with per-dialect settings."""
+"""Creating the SQLAlchemy engine for a URI; its dialect (``dialects/``) adds its settings."""
 
 from __future__ import annotations
 
-import os
 import typing as t
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from pinnacle.errors import ConfigError
+from pinnacle.plugins.sql.dialects import dialect_class
 
 __all__ = ["create_engine", "normalise_url"]
 
@@ -33,16 +33,13 @@ def normalise_url(uri: str) -> sa.URL:
 
 
 def create_engine(uri: str, **options: t.Any) -> sa.Engine:
-    """Engine for ``uri``; SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` transactions."""
+    """Engine for ``uri``, with its dialect's settings (``dialects/``): SQLite gets WAL, a busy
+    timeout and ``BEGIN IMMEDIATE`` transactions, MySQL/MariaDB ``READ COMMITTED``."""
     url = normalise_url(uri)
     driver = url.get_driver_name()
+    dialect = dialect_class(url.get_backend_name())
     try:
-        if url.get_backend_name() == "sqlite":
-            return _sqlite_engine(url, **options)
-        if url.get_backend_name() in ("mysql", "mariadb"):
-            # No gap locks: a worker's claim must not block writers' trigger inserts.
-            options.setdefault("isolation_level", "READ COMMITTED")
-        return sa.create_engine(url, pool_pre_ping=True, **options)
+        return dialect.create_engine(url, **options)
     except ImportError as exc:
         from pinnacle.errors import MissingDependencyError
 
@@ -51,28 +48,3 @@ def create_engine(uri: str, **options: t.Any) -> sa.Engine:
             f"The {driver!r} driver for {url.get_backend_name()} is not installed. "
             f"Install it with: pip install 'pinnacle[{extra}]'"
         ) from exc
-
-
-def _sqlite_engine(url: sa.URL, **options: t.Any) -> sa.Engine:
-    if url.database and url.database != ":memory:":
-        folder = os.path.dirname(os.path.abspath(url.database))
-        os.makedirs(folder, exist_ok=True)
-    busy_ms = int(options.pop("busy_timeout_ms", 60_000))
-    engine = sa.create_engine(url, connect_args={"timeout": busy_ms / 1000, "check_same_thread": False}, **options)
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):  # pragma: no cover - trivial
-        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn):  # pragma: no cover - trivial
-        # One writer at a time, decided up front: no 'database is locked' on upgrade.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine

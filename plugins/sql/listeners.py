@@ -16,7 +16,9 @@ from pinnacle.plugins.sql import inflight
 from pinnacle.plugins.sql.claims import claim
 from pinnacle.plugins.sql.pgvector import vector_type
 from pinnacle.plugins.sql.statements import chunks
-from pinnacle.plugins.sql.triggers import create_trigger_sql, drop_trigger_sql
+
+if t.TYPE_CHECKING:
+    from pinnacle.plugins.sql.dialects.base import Dialect
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,7 @@ class ListenerStorage:
     """Mixin of :class:`~pinnacle.plugins.sql.backend.SQLBackend` for listener storage."""
 
     engine: sa.Engine
-    dialect: str
+    dialect: "Dialect"
     quote: t.Callable[[str], str]
 
     def __init__(self) -> None:
@@ -59,12 +61,12 @@ class ListenerStorage:
         pk = self.primary_key(spec.table)  # type: ignore[attr-defined]
         self._listener_tables.pop(spec.storage_name, None)
         outputs, queue, failed = self._tables_for(spec)
-        q = self.quote
-        triggers = create_trigger_sql(self.dialect, spec.storage_name, spec.table, spec.queue_table, pk, spec.key_columns, q)
+        dialect = self.dialect
+        triggers = dialect.create_triggers(spec.storage_name, spec.table, spec.queue_table, pk, spec.key_columns)
         with self.engine.begin() as conn:
             for tbl in (outputs, queue, failed):
                 tbl.create(conn, checkfirst=True)
-            for stmt in drop_trigger_sql(self.dialect, spec.storage_name, spec.table, q):
+            for stmt in dialect.drop_triggers(spec.storage_name, spec.table):
                 conn.exec_driver_sql(stmt)
             # Triggers first: they lock the table, so every row committed before is seen by the
             # backfill below and every row committed after goes through a trigger.
@@ -81,7 +83,7 @@ class ListenerStorage:
         has_source = self.has_table(spec.table)  # type: ignore[attr-defined]
         with self.engine.begin() as conn:
             if has_source:
-                for stmt in drop_trigger_sql(self.dialect, spec.storage_name, spec.table, self.quote):
+                for stmt in self.dialect.drop_triggers(spec.storage_name, spec.table):
                     conn.exec_driver_sql(stmt)
             for name in (spec.outputs_table, spec.queue_table, spec.failed_table):
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.quote(name)}")
@@ -161,7 +163,7 @@ class ListenerStorage:
             n_failed = conn.execute(sa.select(sa.func.count()).select_from(failed)).scalar_one()
             counted = sa.func.count(sa.distinct(outputs.c._source)) if spec.flatten else sa.func.count()
             n_outputs = conn.execute(sa.select(counted).select_from(outputs)).scalar_one()
-        in_flight = inflight.count_in_flight(self.engine, self._claims_table, spec.queue_table)
+        in_flight = inflight.count_in_flight(self.dialect, self._claims_table, spec.queue_table)
         return {
             "pending": int(pending), "in_flight": in_flight, "retrying": int(retrying),
             "failed": int(n_failed), "outputs": int(n_outputs),

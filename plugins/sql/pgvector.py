@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from pinnacle.backends.base import DatabaseSearch, ListenerSpec
 from pinnacle.errors import BackendError, ConfigError
-from pinnacle.plugins.sql.statements import one_of, where_clause
+from pinnacle.plugins.sql.statements import where_clause
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def extension_ready(backend: t.Any) -> bool:
     if cached is not None:
         return cached
     ready = False
-    if backend.pgvector is not False and backend.dialect == "postgresql":
+    if backend.pgvector is not False and backend.dialect.supports_pgvector:
         with backend.engine.connect() as conn:
             ready = conn.exec_driver_sql("SELECT to_regtype('vector') IS NOT NULL").scalar()
             available = conn.exec_driver_sql("SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'").scalar()
@@ -149,7 +149,7 @@ def vector_type(backend: t.Any, spec: ListenerSpec) -> t.Optional[PgVector]:
     An existing table keeps the type it was created with; a new one gets ``vector(dim)``
     when the outputs are float32/float16 vectors and :func:`extension_ready`.
     """
-    if backend.dialect != "postgresql" or spec.flatten or spec.text or backend.pgvector is False:
+    if not backend.dialect.supports_pgvector or spec.flatten or spec.text or backend.pgvector is False:
         return None
     existing = _column_type(backend, spec.outputs_table)
     if existing is not None:
@@ -267,7 +267,7 @@ class PgVectorSearch(DatabaseSearch):
             pk = source.c[self.backend.primary_key(self.spec.table)]
             query = query.select_from(out.join(source, pk == out.c._source)).where(where_clause(source, filter))
         if within is not None:
-            query = query.where(one_of(out.c._source, list(within), self.backend.engine))
+            query = query.where(self.backend.dialect.one_of(out.c._source, list(within)))
         # ``+ 0``: an expression no index matches, so the planner scans every matching row.
         order = distance + 0 if exact else distance
         return query.order_by(order).limit(int(n))

@@ -12,6 +12,9 @@ from sqlalchemy.dialects import mysql
 from pinnacle.base.identifiers import validate_column
 from pinnacle.errors import ConfigError
 
+if t.TYPE_CHECKING:
+    from pinnacle.plugins.sql.dialects.base import Dialect
+
 __all__ = [
     "ID_COLUMN",
     "infer_user_table",
@@ -31,15 +34,6 @@ _MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"}
 def key_string(length: int) -> sa.types.TypeEngine:
     """A string key compared byte for byte (case-sensitive) on MySQL/MariaDB, as elsewhere."""
     return sa.String(length).with_variant(mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb")
-
-
-def _id_default(dialect_name: str) -> sa.TextClause:
-    """Server-side id for rows inserted by other clients (raw SQL)."""
-    if dialect_name == "sqlite":
-        return sa.text("(lower(hex(randomblob(16))))")
-    if dialect_name == "postgresql":
-        return sa.text("md5(random()::text || clock_timestamp()::text)")
-    return sa.text("(replace(uuid(), '-', ''))")
 
 
 def _column_type(column: str, values: list[t.Any], table: str) -> sa.types.TypeEngine:
@@ -68,14 +62,15 @@ def _column_type(column: str, values: list[t.Any], table: str) -> sa.types.TypeE
     )
 
 
-def infer_user_table(name: str, rows: t.Sequence[t.Mapping[str, t.Any]], metadata: sa.MetaData, dialect_name: str) -> sa.Table:
-    """A table for ``rows``: an ``_id`` string key plus one column per field seen."""
+def infer_user_table(name: str, rows: t.Sequence[t.Mapping[str, t.Any]], metadata: sa.MetaData, dialect: "Dialect") -> sa.Table:
+    """A table for ``rows``: an ``_id`` string key (with ``dialect``'s server-side default, for
+    rows inserted by other clients) plus one column per field seen."""
     names: dict[str, None] = {}
     for row in rows:
         for key in row:
             names.setdefault(key, None)
     columns = [
-        sa.Column(ID_COLUMN, key_string(64), primary_key=True, server_default=_id_default(dialect_name)),
+        sa.Column(ID_COLUMN, key_string(64), primary_key=True, server_default=dialect.id_default()),
     ]
     for column in names:
         if column == ID_COLUMN:
@@ -85,7 +80,7 @@ def infer_user_table(name: str, rows: t.Sequence[t.Mapping[str, t.Any]], metadat
     return sa.Table(name, metadata, *columns, **_MYSQL_TABLE)
 
 
-def metadata_tables(metadata: sa.MetaData, dialect: str) -> tuple[sa.Table, sa.Table]:
+def metadata_tables(metadata: sa.MetaData, dialect: "Dialect") -> tuple[sa.Table, sa.Table]:
     """``_pinnacle_components`` and ``_pinnacle_artifacts`` (also defines ``_pinnacle_state``
     and ``_pinnacle_claims`` in ``metadata``)."""
     components = sa.Table(
@@ -106,9 +101,8 @@ def metadata_tables(metadata: sa.MetaData, dialect: str) -> tuple[sa.Table, sa.T
         sa.Column("value", long_text, nullable=False),
     )
     # Claims in progress, for status() (see plugins/sql/inflight.py). Nothing in it needs to
-    # outlive the server: PostgreSQL keeps it out of the WAL and MySQL/MariaDB in memory, so
-    # recording a claim costs no log flush.
-    ephemeral = {"postgresql": {"prefixes": ["UNLOGGED"]}, "mysql": {"mysql_engine": "MEMORY"}}
+    # outlive the server: the dialect's ephemeral table options (PostgreSQL keeps it out of
+    # the WAL, MySQL/MariaDB in memory), so recording a claim costs no log flush.
     sa.Table(
         "_pinnacle_claims",
         metadata,
@@ -118,7 +112,7 @@ def metadata_tables(metadata: sa.MetaData, dialect: str) -> tuple[sa.Table, sa.T
         sa.Column("holder", sa.String(200), nullable=False),
         sa.Column("claimed_at", sa.Float(precision=53), nullable=False),
         **_MYSQL_TABLE,
-        **ephemeral.get(dialect, {}),
+        **dialect.ephemeral_table,
     )
     artifacts = sa.Table(
         "_pinnacle_artifacts",

@@ -1,8 +1,17 @@
-"""What MySQL/MariaDB need beyond the common SQL code: types lost on reflection, DDL that commits.
+"""MySQL/MariaDB: triggers without ``UPDATE OF``, DDL that commits, locks by primary key.
 
-MariaDB stores JSON as ``LONGTEXT ... CHECK (json_valid(col))`` and reflects it as LONGTEXT;
-``DOUBLE`` reflects as ``Decimal``-returning and ``BOOL`` as ``TINYINT(1)``. Reflected tables
-get their Python types back here, so rows read the same as on SQLite and PostgreSQL.
+What these servers need beyond the shared code:
+
+- **types lost on reflection**: MariaDB stores JSON as ``LONGTEXT ... CHECK (json_valid(col))``
+  and reflects it as LONGTEXT; ``DOUBLE`` reflects as ``Decimal``-returning and ``BOOL`` as
+  ``TINYINT(1)``. Reflected tables get their Python types back, so rows read the same as on
+  SQLite and PostgreSQL (:meth:`MySQLDialect.fix_reflected`).
+- **DDL commits on its own**: a failed listener setup is undone by hand (:meth:`MySQLDialect.ddl_guard`).
+- **locking through the primary key**: InnoDB locks index entries, and a statement planned
+  as a scan waits for every row another worker holds (:func:`lock_by_primary_key`,
+  :func:`delete_by_key`).
+- ``READ COMMITTED`` connections, ``ON DUPLICATE KEY UPDATE`` upserts, artifact parts that
+  fit ``max_allowed_packet``, claim holders by ``CONNECTION_ID()``.
 """
 
 from __future__ import annotations
@@ -15,14 +24,93 @@ import typing as t
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
+from pinnacle.plugins.sql.dialects.base import ARTIFACT_PART, Dialect
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["fix_reflected_types", "lock_by_primary_key", "delete_by_key", "undo_ddl_on_failure", "existing_tables", "existing_triggers"]
+__all__ = [
+    "MySQLDialect", "dialect", "lock_by_primary_key", "delete_by_key", "undo_ddl_on_failure",
+    "existing_tables", "existing_triggers",
+]
 
 _JSON_CHECK = re.compile(r"^\s*json_valid\(\s*`?([^`()]+)`?\s*\)\s*$", re.IGNORECASE)
 _DEFINER = re.compile(r"\bDEFINER\s*=\s*(`[^`]*`|'[^']*'|[^\s@]+)@(`[^`]*`|'[^']*'|\S+)\s+", re.IGNORECASE)
 
 
+class MySQLDialect(Dialect):
+    """MySQL and MariaDB (``mysql://``, ``mariadb://``) through PyMySQL or another driver."""
+
+    name = "mysql"
+    # Claims in progress need not outlive the server: a MEMORY table costs no log flush.
+    ephemeral_table = {"mysql_engine": "MEMORY"}
+    holder_sql = "SELECT CONNECTION_ID()"
+    holder_prefix = "mysql"
+    connections_sql = "SELECT ID FROM information_schema.PROCESSLIST"
+
+    # -- connecting -----------------------------------------------------------------------
+    @classmethod
+    def create_engine(cls, url: sa.URL, **options: t.Any) -> sa.Engine:
+        # No gap locks: a worker's claim must not block writers' trigger inserts.
+        options.setdefault("isolation_level", "READ COMMITTED")
+        return super().create_engine(url, **options)
+
+    # -- tables ---------------------------------------------------------------------------
+    def id_default(self) -> sa.TextClause:
+        return sa.text("(replace(uuid(), '-', ''))")
+
+    def fix_reflected(self, table: sa.Table) -> sa.Table:
+        return fix_reflected_types(table, self.engine)
+
+    def artifact_part_size(self) -> int:
+        """At most a third of ``max_allowed_packet`` (bytes are escaped on the wire), at least 64 KiB."""
+        with self.engine.connect() as conn:
+            packet = int(conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar_one())
+        return max(64 * 1024, min(ARTIFACT_PART, packet // 3))
+
+    def ddl_guard(self, source, tables, triggers):
+        """Each CREATE/DROP commits on its own: undo them by hand if the block fails."""
+        return undo_ddl_on_failure(self.engine, source, tables, triggers, self.quote)
+
+    # -- change capture -------------------------------------------------------------------
+    def create_triggers(self, identifier, table, queue, pk, key_columns) -> list[str]:
+        """No ``UPDATE OF``: the update trigger compares OLD and NEW, as bytes (a ``_ci``
+        collation would miss a change of case or trailing spaces)."""
+        q = self.quote
+        n = self._quoted_names(identifier)
+        tbl, qtbl, qpk = q(table), q(queue), q(pk)
+        changed = " OR ".join(
+            f"NOT (CAST(OLD.{q(c)} AS BINARY) <=> CAST(NEW.{q(c)} AS BINARY))" for c in self._watched(pk, key_columns)
+        )
+        return [
+            f"CREATE TRIGGER {n['ins']} AFTER INSERT ON {tbl} FOR EACH ROW "
+            f"INSERT INTO {qtbl} (_source) VALUES (NEW.{qpk})",
+            f"CREATE TRIGGER {n['upd']} AFTER UPDATE ON {tbl} FOR EACH ROW BEGIN "
+            f"IF {changed} THEN INSERT INTO {qtbl} (_source) VALUES (NEW.{qpk}); END IF; "
+            f"IF NOT (CAST(OLD.{qpk} AS BINARY) <=> CAST(NEW.{qpk} AS BINARY)) THEN INSERT INTO {qtbl} (_source) VALUES (OLD.{qpk}); END IF; END",
+            f"CREATE TRIGGER {n['del']} AFTER DELETE ON {tbl} FOR EACH ROW "
+            f"INSERT INTO {qtbl} (_source) VALUES (OLD.{qpk})",
+        ]
+
+    # -- statements -----------------------------------------------------------------------
+    def upsert(self, conn, table, rows, key) -> None:
+        """``INSERT ... ON DUPLICATE KEY UPDATE``."""
+        if not rows:
+            return
+        columns = [c for c in rows[0] if c != key]
+        stmt = mysql.insert(table)
+        stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in columns})
+        conn.execute(stmt, rows)
+
+    def delete_keys(self, conn, column, keys) -> None:
+        if keys:
+            delete_by_key(conn, column, keys)
+
+    # -- locking --------------------------------------------------------------------------
+    def select_for_update(self, conn, table, query, *, skip_locked):
+        return lock_by_primary_key(conn, table, query, skip_locked=skip_locked)
+
+
+# -- reflection ---------------------------------------------------------------------------------
 def fix_reflected_types(table: sa.Table, bind: sa.Engine | sa.Connection) -> sa.Table:
     """Give a reflected MySQL/MariaDB ``table`` the column types it was created with."""
     json_columns = _mariadb_json_columns(table.name, bind) if bind.dialect.is_mariadb else set()
@@ -55,6 +143,7 @@ def _mariadb_json_columns(table: str, bind: sa.Engine | sa.Connection) -> set[st
     return found
 
 
+# -- DDL that commits on its own -----------------------------------------------------------------
 def existing_tables(conn: sa.Connection, names: list[str]) -> set[str]:
     """Which of ``names`` exist as tables in the current database."""
     if not names:
@@ -119,6 +208,7 @@ def _undo(engine, tables, before, triggers, saved, quote) -> None:
         logger.error("Could not undo a failed listener setup: %s", exc.orig)
 
 
+# -- locking through the primary key -------------------------------------------------------------
 def lock_by_primary_key(conn: sa.Connection, table: sa.Table, query: sa.Select, *, skip_locked: bool, chunk: int = 500) -> list[sa.Row]:
     """The rows of ``query`` (which selects ``table``'s primary key ``id`` first), locked FOR UPDATE.
 
@@ -142,8 +232,8 @@ def lock_by_primary_key(conn: sa.Connection, table: sa.Table, query: sa.Select, 
         locking = sa.select(*query.selected_columns).select_from(keys.join(table, pk == keys.c.k))
         if query.whereclause is not None:
             locking = locking.where(query.whereclause)
-        for dialect in ("mysql", "mariadb"):  # join in the order written, through the primary key
-            locking = locking.prefix_with("STRAIGHT_JOIN", dialect=dialect).with_hint(table, "FORCE INDEX (PRIMARY)", dialect)
+        # Join in the order written, through the primary key.
+        locking = locking.prefix_with("STRAIGHT_JOIN").with_hint(table, "FORCE INDEX (PRIMARY)")
         found.extend(conn.execute(locking.order_by(pk).with_for_update(skip_locked=skip_locked)).all())
     return found
 
@@ -174,3 +264,6 @@ def delete_by_key(conn: sa.Connection, column: sa.Column, keys: t.Sequence[t.Any
         present = list(conn.execute(sa.select(column).distinct().where(column.in_(part))).scalars())
         if present:
             conn.execute(table.delete().where(column == sa.bindparam("_key")), [{"_key": k} for k in present])
+
+
+dialect = MySQLDialect
