@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses as dc
 import logging
 import threading
@@ -422,6 +423,18 @@ class Datalayer:
         left = " Its rows stay queued for a process that can load it." if key[0] == "Listener" else ""
         unloadable.warn_once(("skip", self.backend.safe_uri, *key, row["version"]), "%s Skipped.%s", error, left)
 
+    @contextlib.contextmanager
+    def _runs_here(self, runtime: ListenerRuntime, reraise: bool = False) -> t.Iterator[None]:
+        """A model that needs a module this process lacks (its native library...) when it runs:
+        its claimed rows went back to the queue; the listener is skipped here from now on."""
+        try:
+            yield
+        except ImportError as exc:
+            error = unloadable.cannot_run(exc, runtime.latest, self.backend.safe_uri)
+            self._skip_not_loadable(("Listener", runtime.identifier), {"uuid": runtime.latest.uuid, "version": runtime.latest.version}, error)
+            if reraise:
+                raise error from exc
+
     def _check_loadable(self, type_id: str, identifier: str) -> None:
         failed = self._not_loadable.get((type_id, identifier))
         if failed is not None:
@@ -460,8 +473,9 @@ class Datalayer:
         drained = []
         for runtime in list(self._runtimes.values()):
             if runtime.listens_to(table):
-                runtime.drain_sources(table, ids)
-                drained.append(runtime)
+                with self._runs_here(runtime):
+                    runtime.drain_sources(table, ids)
+                    drained.append(runtime)
         chains.drain_downstream(self, drained)  # listeners reading their outputs (chunks -> vectors)
         for entry in [e for e in self._not_loadable.values() if e.table == table]:
             unloadable.warn_once(
@@ -493,7 +507,7 @@ class Datalayer:
             self.backend.capture_outside_writes([d.spec for n in names for d in self._runtime(n).drainers.values()])
         for name in names:
             runtime = self._runtime(name)
-            with progress_bar(total=runtime.pending(), desc=name, unit="row", show=show_progress_bar) as bar:
+            with progress_bar(total=runtime.pending(), desc=name, unit="row", show=show_progress_bar) as bar, self._runs_here(runtime, reraise=bool(listener)):
                 total.add(runtime.drain(progress=bar))
         return total
 
@@ -532,6 +546,8 @@ class Datalayer:
         computed by a live worker now), ``retrying``, ``failed``, ``outputs``.
 
         While a changed listener is being built, ``building`` holds the new version's counts.
+        A listener this process cannot load (another service's model class...) is counted
+        from its stored records, with ``loadable: False`` and the reason in ``error``.
 
         Example:
             >>> db.status()  # doctest: +SKIP

@@ -24,7 +24,7 @@ from pinnacle.errors import NotLoadableError
 
 logger = logging.getLogger("pinnacle.datalayer")
 
-__all__ = ["NotLoadable", "explain", "spec_of_record", "listener_status", "warn_once", "RETRY_S"]
+__all__ = ["NotLoadable", "explain", "cannot_run", "spec_of_record", "listener_status", "warn_once", "RETRY_S"]
 
 #: Seconds before a process tries again to load a component it could not (a module
 #: installed meanwhile); a changed record (new version) is tried at once.
@@ -64,14 +64,27 @@ def explain(error: NotLoadableError, type_id: str, identifier: str, version: t.O
         subject = "it" if inner == own else f"its {inner}"
         if error.kind == "callable":
             what, why = f"{subject} names the function {error.path!r},", f"which does not import here ({error.cause})"
+        elif error.kind == "dependency":
+            needs = f"module {error.path!r}" if error.path else "a module"
+            what, why = f"{subject} needs {needs} to run,", f"which is not available here ({error.cause})"
         else:
             what = f"{subject} needs artifact {error.path[:12]},"
             why = (f"which is not in the artifact store of {where} (apply the component again from a process "
                    "that has its files to store it)")
-    hint = f"; install module {error.missing!r} here to load it" if error.missing else ""
+    hint = f"; install module {error.missing!r} here to load it" if error.missing and error.kind != "dependency" else ""
     which = "" if version is None else f" (version {version})"
     message = f"{own}{which} cannot be loaded in this process: {what} {why}{hint}."
     return NotLoadableError(message, kind=error.kind, path=error.path, missing=error.missing, cause=error.cause, component=inner)
+
+
+def cannot_run(exc: ImportError, listener: t.Any, where: str) -> NotLoadableError:
+    """The ``ImportError`` a listener's model raised when it ran (a module it needs, e.g. its
+    native library, is not installed in this process), as a :class:`NotLoadableError`."""
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) else getattr(exc, "name", None)
+    cause = " ".join(str(exc).split()) or type(exc).__name__
+    error = NotLoadableError(cause, kind="dependency", path=missing or "", missing=missing, cause=cause,
+                             component=f"Model {listener.model.identifier!r}")
+    return explain(error, "Listener", listener.identifier, listener.version, where)
 
 
 @dc.dataclass

@@ -32,12 +32,16 @@ def predict_isolating(model: Model, inputs: t.Sequence[t.Any]) -> list[t.Any]:
     """``model.predict_batches(inputs)``; when the batch fails, split it to find the failing inputs.
 
     Returns one entry per input: the output, or a :class:`PredictError`. A failure
-    costs about ``log2(len(inputs))`` extra calls per failing input.
+    costs about ``log2(len(inputs))`` extra calls per failing input. An ``ImportError``
+    (the model needs a module this process lacks) is raised: the claimed rows go back to
+    the queue untouched, for a process that has it.
     """
     if not inputs:
         return []
     try:
         outputs = model.predict_batches(list(inputs))
+    except ImportError:
+        raise  # the model cannot run in this process (a module it needs is missing): no input's fault
     except Exception as exc:  # noqa: BLE001 - any model failure is data here
         if len(inputs) == 1:
             return [PredictError(exc)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses as dc
 import hashlib
+import importlib
 import typing as t
 
 import numpy as np
@@ -56,3 +57,15 @@ class Words(pinnacle.Model):
 
     def on_artifacts_loaded(self, artifacts: dict[str, t.Any]) -> None:
         self._ref = artifacts.get("weights", self._ref)
+
+
+@dc.dataclass(kw_only=True, repr=False)
+class NeedsLibrary(Words):
+    """``Words`` that imports the module named ``library`` when it runs, as a model imports its
+    native library (torch, onnxruntime...) on first use."""
+
+    library: str = "pinnacle_test_native_library"
+
+    def predict_batches(self, inputs):
+        importlib.import_module(self.library)
+        return super().predict_batches(inputs)

@@ -29,7 +29,7 @@ from pinnacle import NotFoundError, NotLoadableError
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))  # service_models must import by name
-from service_models import Words, words_vector  # noqa: E402
+from service_models import NeedsLibrary, Words, words_vector  # noqa: E402
 
 FOREIGN = '''
 """Another service's model code."""
@@ -53,11 +53,11 @@ SVC_ROWS = [{"_id": f"s{i}", "text": f"service row number {i}"} for i in range(3
 class Service:
     """The other service's module: ``with svc.importable(): ...`` has it on the path."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, source: str = FOREIGN):
         self.name = f"svc_{uuid.uuid4().hex[:8]}"
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{self.name}.py").write_text(FOREIGN)
+        (folder / f"{self.name}.py").write_text(source)
 
     @contextlib.contextmanager
     def importable(self):
@@ -235,6 +235,36 @@ def test_artifact_missing_from_the_store(connect, raw_docs, pn_warnings, backend
     later = connect()
     assert later.status()["svc-emb"]["pending"] == 0 and "loadable" not in later.status()["svc-emb"]
     np.testing.assert_allclose(later.outputs("svc-emb")["x"], words_vector("queued here", 5.0), atol=1e-6)
+
+
+def test_model_whose_library_is_missing_when_it_runs(connect, tmp_path, pn_warnings):
+    """The class imports, but the model needs a module when it runs (its native library, e.g.
+    torch) that this process lacks: the rows it claimed go back to the queue, none is failed."""
+    library = Service(tmp_path / "library", source="VERSION = 1\n")
+    db = connect()
+    db["docs"].insert([{"_id": "a", "text": "kept here"}])
+    db.apply(pinnacle.Listener("plain", model=Words(identifier="plain"), key="text", select="docs"))
+    with library.importable():
+        db["svc_docs"].insert(SVC_ROWS)
+        db.apply(pinnacle.Listener("svc-emb", model=NeedsLibrary(identifier="native", library=library.name), key="text", select="svc_docs"))
+
+    fresh = connect()
+    fresh["svc_docs"].insert([{"_id": "x", "text": "queued here"}])
+    fresh["svc_docs"].insert([{"_id": "y", "text": "and here"}])
+    fresh["docs"].insert([{"_id": "b", "text": "computed here"}])
+    assert set(fresh.outputs("plain")) == {"a", "b"}
+    status = fresh.status()["svc-emb"]
+    _assert_outputs(status, pending=2, outputs=len(SVC_ROWS))
+    assert status["failed"] == status["retrying"] == 0 and status["loadable"] is False
+    assert f"Model 'native' needs module {library.name!r} to run" in status["error"]
+    assert len(pn_warnings("Listener 'svc-emb' (version 0) cannot be loaded in this process:")) == 1
+    assert fresh.drain().rows == 0
+    with pytest.raises(NotLoadableError, match="needs module"):
+        fresh.drain("svc-emb")
+    with library.importable():
+        later = connect()
+        assert later.drain().outputs == 2
+        np.testing.assert_allclose(later.outputs("svc-emb")["y"], words_vector("and here"), atol=1e-6)
 
 
 def _delete_artifact(raw_docs, sha: str) -> None:
