@@ -196,10 +196,13 @@ class Datalayer:
 
     def _restore_missing_artifacts(self, component: Component, record: dict) -> None:
         """An identical re-apply stores again any artifact whose stored copy was deleted
-        (the repair for a corrupt artifact: delete its copy, re-apply its component)."""
+        (the repair for a corrupt artifact: delete its copy, re-apply its component), and
+        otherwise hands the stored artifacts to the new object."""
         stored = record["data"].get("_artifacts", {})
         if any(not self.backend.has_artifact(ref["sha256"]) for ref in stored.values()):
             self._store_artifacts(component)
+        elif stored:  # the new object runs what is stored (an ONNX export is not made again)
+            component.on_artifacts_loaded({n: ArtifactRef(r["sha256"], r["kind"], self.backend) for n, r in stored.items()})
 
     def _store_artifacts(self, component: Component) -> dict[str, ArtifactRef]:
         refs = {}

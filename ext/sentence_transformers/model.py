@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses as dc
+import importlib.util
+import json
 import logging
 import os
 import threading
@@ -17,11 +19,20 @@ from pinnacle.base.component import class_path
 from pinnacle.components.datatype import Vector
 from pinnacle.components.model import Model, Signature
 from pinnacle.components.text_input import check_text
-from pinnacle.errors import ConfigError
+from pinnacle.errors import ConfigError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SentenceTransformer"]
+__all__ = ["SentenceTransformer", "BACKENDS"]
+
+Backend = t.Literal["torch", "onnx", "openvino"]
+#: Inference backends (sentence-transformers' ``backend``).
+BACKENDS: tuple[str, ...] = t.get_args(Backend)
+#: ``model_kwargs`` that choose where or whether to export, not what the vectors are.
+_MODEL_KWARGS_EXECUTION_ONLY = frozenset({"provider", "export"})
+#: ``model_kwargs`` pinnacle reads itself for the ONNX backend (not passed to transformers).
+_ONNX_MODEL_KWARGS = frozenset({"provider", "export", "file_name"})
+_OPTION = {"omit_default": True}  # options added after seed 000: a default leaves the uuid as it was
 
 #: Precisions ``encode`` accepts, and the dtype and width each stores.
 ALLOWED_PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
@@ -31,7 +42,7 @@ _EXECUTION_ONLY = frozenset({"batch_size", "show_progress_bar", "chunk_size", "d
 _BATCH_DEPENDENT_PRECISIONS = ("int8", "uint8")
 _PRECISION_DTYPE = {"float32": "float32", "int8": "int8", "uint8": "uint8", "binary": "int8", "ubinary": "uint8"}
 
-_native_cache: dict[tuple[str, str, bool], t.Any] = {}
+_native_cache: dict[tuple, t.Any] = {}
 _native_lock = threading.Lock()
 _NATIVE_CACHE_SIZE = 4
 
@@ -54,26 +65,70 @@ class SentenceTransformer(Model):
         model: The model name, e.g. ``'all-MiniLM-L6-v2'``, or a local folder.
         preprocess: Function applied to each input before ``encode``.
         postprocess: Function applied to each output vector.
+        backend: ``'torch'`` (default), ``'onnx'`` (ONNX Runtime: the encoder is exported once
+            at apply, stored with the model's artifacts and run by every worker; needs
+            ``pinnacle[onnx]``) or ``'openvino'`` (sentence-transformers' own, needs
+            ``optimum-intel``).
+        quantize: ``'int8'``: with ``backend='onnx'``, dynamic int8 quantization of the export,
+            tuned for the CPU of the process that applies it (faster, vectors slightly different).
+        model_kwargs: Passed to the model's ``from_pretrained`` (e.g. ``torch_dtype``); for
+            ``'onnx'`` also ``file_name`` (an ``.onnx`` file of the model folder to run instead of
+            exporting), ``provider`` (an ONNX Runtime execution provider) and ``export`` (export
+            even when the folder has a file).
+        tokenizer_kwargs: Passed to the tokenizer's ``from_pretrained``.
+        config_kwargs: Passed to the config's ``from_pretrained``.
+        prompts: Named prompts, e.g. ``{"query": "query: ", "document": "passage: "}``.
+        default_prompt_name: The prompt used when ``encode`` names none.
+        truncate_dim: Keep this many leading dimensions of each vector.
+        trust_remote_code: Allow model code from the model's repository to run.
+        revision: The branch, tag or commit of a hub model.
+        cache_folder: Where hub models are cached.
+        local_files_only: Never download: use the local cache only.
+
+    Options that change the vectors (``backend``, ``quantize``, ``model_kwargs``,
+    ``tokenizer_kwargs``, ``config_kwargs``, ``prompts``, ``default_prompt_name``,
+    ``truncate_dim``, ``revision``) are part of the uuid, so changing one is a new version;
+    ``trust_remote_code``, ``cache_folder``, ``local_files_only`` and the ``provider`` and
+    ``export`` model options are not.
 
     Example:
         >>> m = SentenceTransformer(identifier="minilm", model="all-MiniLM-L6-v2",
         ...                         predict_kwargs={"normalize_embeddings": True})
         >>> m.predict_kwargs["normalize_embeddings"]
         True
+        >>> fast = SentenceTransformer(identifier="minilm-int8", model="all-MiniLM-L6-v2",
+        ...                            backend="onnx", quantize="int8")
+        >>> fast.uuid != m.uuid
+        True
     """
 
     #: Inputs longer than this many characters are refused as a mistake (the model
     #: reads a few hundred tokens; encoding megabytes of text only wastes time).
     max_input_chars: t.ClassVar[int] = 100_000
-    uuid_excludes: t.ClassVar[frozenset[str]] = Model.uuid_excludes | {"object"}
+    uuid_excludes: t.ClassVar[frozenset[str]] = Model.uuid_excludes | {
+        "object", "trust_remote_code", "cache_folder", "local_files_only"
+    }
 
     signature: Signature = "singleton"
     object: t.Any = dc.field(default=None, metadata={"encode": False})
     model: t.Optional[str] = None
     preprocess: t.Optional[t.Callable] = None
     postprocess: t.Optional[t.Callable] = None
+    backend: Backend = dc.field(default="torch", metadata=_OPTION)
+    quantize: t.Optional[t.Literal["int8"]] = dc.field(default=None, metadata=_OPTION)
+    model_kwargs: t.Optional[dict] = dc.field(default=None, metadata=_OPTION)
+    tokenizer_kwargs: t.Optional[dict] = dc.field(default=None, metadata=_OPTION)
+    config_kwargs: t.Optional[dict] = dc.field(default=None, metadata=_OPTION)
+    prompts: t.Optional[dict] = dc.field(default=None, metadata=_OPTION)
+    default_prompt_name: t.Optional[str] = dc.field(default=None, metadata=_OPTION)
+    truncate_dim: t.Optional[int] = dc.field(default=None, metadata=_OPTION)
+    trust_remote_code: bool = dc.field(default=False, metadata=_OPTION)
+    revision: t.Optional[str] = dc.field(default=None, metadata=_OPTION)
+    cache_folder: t.Optional[str] = dc.field(default=None, metadata=_OPTION)
+    local_files_only: bool = dc.field(default=False, metadata=_OPTION)
 
     _weights: StoredFolder = dc.field(default_factory=StoredFolder, init=False, repr=False, compare=False)
+    _onnx: StoredFolder = dc.field(default_factory=lambda: StoredFolder("onnx"), init=False, repr=False, compare=False)
     _lock: threading.Lock = dc.field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def __post_init__(self, db=None, artifacts=None) -> None:
@@ -94,7 +149,35 @@ class SentenceTransformer(Model):
                 "rows it was embedded with (and a single row cannot be encoded at all). Use 'binary' or "
                 "'ubinary' (batch-independent), or 'float32'."
             )
+        self._check_loading_options()
         super().__post_init__(db, artifacts)
+
+    def _check_loading_options(self) -> None:
+        owner = f"SentenceTransformer {self.identifier!r}"
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"{owner}: backend {self.backend!r} is not valid; valid ones are {list(BACKENDS)}.")
+        if self.quantize is not None and self.quantize != "int8":
+            raise ConfigError(f"{owner}: quantize {self.quantize!r} is not valid; valid ones are [None, 'int8'].")
+        if self.quantize is not None and self.backend != "onnx":
+            raise ConfigError(f"{owner}: quantize={self.quantize!r} needs backend='onnx' (it quantizes the ONNX export).")
+        if self.backend != "torch" and self.object is not None:
+            raise ConfigError(
+                f"{owner}: backend={self.backend!r} needs model= (a name or folder), not object=; save the object "
+                "with object.save(folder) and pass that folder."
+            )
+        for name in ("model_kwargs", "tokenizer_kwargs", "config_kwargs", "prompts"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(f"{owner}: {name} must be a dict or None, got {type(value).__name__}.")
+        if self.prompts and not all(isinstance(v, str) for v in self.prompts.values()):
+            raise ConfigError(f"{owner}: prompts must map names to strings, got {self.prompts!r}.")
+        if self.default_prompt_name is not None and self.default_prompt_name not in (self.prompts or {}):
+            raise ConfigError(
+                f"{owner}: default_prompt_name {self.default_prompt_name!r} is not one of prompts {sorted(self.prompts or {})}."
+            )
+        dim = self.truncate_dim
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0):
+            raise ConfigError(f"{owner}: truncate_dim must be a positive integer or None, got {dim!r}.")
 
     def definition(self) -> dict[str, t.Any]:
         out = super().definition()
@@ -102,6 +185,10 @@ class SentenceTransformer(Model):
         out["predict_kwargs"] = {k: v for k, v in out["predict_kwargs"].items() if k not in _EXECUTION_ONLY}
         if self.object is not None and self.model is None:
             out["object"] = class_path(type(self.object))
+        if self.model_kwargs is not None:
+            kept = {k: v for k, v in out.pop("model_kwargs").items() if k not in _MODEL_KWARGS_EXECUTION_ONLY}
+            if kept:
+                out["model_kwargs"] = kept
         return out
 
     # -- loading ------------------------------------------------------------------------
@@ -120,24 +207,83 @@ class SentenceTransformer(Model):
         assert self.model is not None
         return self.model
 
+    def _load_options(self) -> dict[str, t.Any]:
+        """Keyword arguments of ``sentence_transformers.SentenceTransformer`` from the fields."""
+        options: dict[str, t.Any] = {
+            "prompts": self.prompts,
+            "default_prompt_name": self.default_prompt_name,
+            "truncate_dim": self.truncate_dim,
+            "trust_remote_code": self.trust_remote_code,
+            "revision": self.revision,
+            "cache_folder": self.cache_folder,
+            "local_files_only": self.local_files_only,
+            "model_kwargs": self.model_kwargs,
+            "tokenizer_kwargs": self.tokenizer_kwargs,
+            "config_kwargs": self.config_kwargs,
+        }
+        if self.backend == "onnx":  # pinnacle runs ONNX itself: sentence-transformers loads torch
+            options["model_kwargs"] = {k: v for k, v in (self.model_kwargs or {}).items() if k not in _ONNX_MODEL_KWARGS}
+        elif self.backend == "openvino":
+            options["backend"] = "openvino"
+        return {k: v for k, v in options.items() if v not in (None, False, {})}
+
     def _load(self) -> t.Any:
         st = require("sentence_transformers", extra="sentence-transformers")
-        source, device = self._source(), self.resolved_device()
-        key = (source, device)
+        source, device, options = self._source(), self.resolved_device(), self._load_options()
+        stored = self._onnx.ref.sha256 if self._onnx.ref is not None else None
+        onnx_key = None if self.backend != "onnx" else (stored or f"unstored-{id(self)}")
+        key = (source, device, self.backend, json.dumps(options, sort_keys=True, default=str), onnx_key)
         with _native_lock:
             found = _native_cache.get(key)
             if found is not None:
                 return found
-        logger.info("Loading sentence-transformers model %s on %s", source, device)
-        native = st.SentenceTransformer(source, device=device)
+        if self.backend == "openvino" and importlib.util.find_spec("optimum") is None:
+            raise MissingDependencyError(
+                f"SentenceTransformer {self.identifier!r}: backend='openvino' needs optimum-intel, which is not "
+                "installed. Install it with: pip install 'sentence-transformers[openvino]' (or use backend='onnx')."
+            )
+        logger.info("Loading sentence-transformers model %s on %s (%s)", source, device, self.backend)
+        native = st.SentenceTransformer(source, device=device, **options)
+        if self.backend == "onnx":
+            self._run_through_onnx(native, source, device)
         with _native_lock:
             if len(_native_cache) >= _NATIVE_CACHE_SIZE:
                 _native_cache.pop(next(iter(_native_cache)))
             _native_cache[key] = native
         return native
 
+    def _run_through_onnx(self, native: t.Any, source: str, device: str) -> None:
+        """Put an ONNX Runtime session in the place of the transformer's torch model."""
+        require("onnxruntime", extra="onnx")
+        from pinnacle.ext.onnx import OnnxSession, build_onnx_folder, onnx_file, providers_for
+        from pinnacle.ext.onnx.module import OnnxModule
+
+        owner = f"SentenceTransformer {self.identifier!r}"
+        transformer = native[0]
+        attribute = "model" if isinstance(getattr(type(transformer), "auto_model", None), property) else "auto_model"
+        network = getattr(transformer, attribute)
+        kwargs = self.model_kwargs or {}
+
+        def make(folder: str) -> None:
+            build_onnx_folder(
+                folder, source=source, torch_parts=lambda: (network, transformer.tokenizer), owner=owner,
+                file_name=kwargs.get("file_name"), quantize=self.quantize, export=bool(kwargs.get("export")),
+            )
+
+        path, _ = onnx_file(self._onnx.folder(make, prefix="pinnacle-onnx-"), owner=owner)
+        session = OnnxSession(path, providers=providers_for(device, kwargs.get("provider")), owner=owner)
+        setattr(transformer, attribute, OnnxModule(session, network.config))
+
     # -- artifacts ----------------------------------------------------------------------
     def dump_artifacts(self) -> dict[str, t.Any]:
+        """The model folder (unless a hub name) and, for ``backend='onnx'``, the ONNX export."""
+        out = self._dump_weights()
+        if self.backend == "onnx":
+            self.native  # noqa: B018 - loading the model makes (or finds) the export
+            out.update(self._onnx.current())
+        return out
+
+    def _dump_weights(self) -> dict[str, t.Any]:
         if self._weights.ref is None and self.model is not None:
             if not os.path.isdir(self.model):
                 return {}  # a hub name: loaded by name wherever the model runs
@@ -146,6 +292,7 @@ class SentenceTransformer(Model):
 
     def on_artifacts_loaded(self, artifacts: dict[str, t.Any]) -> None:
         self._weights.adopt(artifacts)
+        self._onnx.adopt(artifacts)
 
     # -- prediction ---------------------------------------------------------------------
     def _encode_kwargs(self) -> dict[str, t.Any]:
@@ -200,7 +347,7 @@ class SentenceTransformer(Model):
         native = self.native
         getter = getattr(native, "get_embedding_dimension", None) or native.get_sentence_embedding_dimension
         dim = int(getter())
-        truncate = self.predict_kwargs.get("truncate_dim") or getattr(native, "truncate_dim", None)
+        truncate = self.predict_kwargs.get("truncate_dim") or self.truncate_dim or getattr(native, "truncate_dim", None)
         if truncate:
             dim = min(dim, int(truncate))
         precision = self.predict_kwargs.get("precision", "float32")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pinnacle._deps import require
 from pinnacle.base.artifacts import StoredFolder
 from pinnacle.components.datatype import Vector
 from pinnacle.components.model import Model, Signature
@@ -27,10 +28,13 @@ from pinnacle.ext.transformers._hf import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TextEncoder", "POOLINGS"]
+__all__ = ["TextEncoder", "POOLINGS", "BACKENDS"]
 
 Pooling = t.Literal["mean", "cls"]
 POOLINGS: tuple[str, ...] = t.get_args(Pooling)
+Backend = t.Literal["torch", "onnx"]
+BACKENDS: tuple[str, ...] = t.get_args(Backend)
+_OPTION = {"omit_default": True}  # options added later: a default leaves the uuid as it was
 
 _cache = NativeCache(size=4)
 
@@ -64,6 +68,11 @@ class TextEncoder(Model):
         batch_size: Texts per forward pass.
         query_prefix: Prepended to search queries (e.g. ``'query: '`` for E5 models).
         document_prefix: Prepended to rows (e.g. ``'passage: '``).
+        backend: ``'torch'`` (default) or ``'onnx'``: the encoder is exported to ONNX once, at
+            apply, stored with the weights, and run through ONNX Runtime by every process that
+            loads it (no torch weights loaded there). Needs ``pinnacle[onnx]``.
+        quantize: ``'int8'``: with ``backend='onnx'``, dynamic int8 quantization of the export
+            for the CPU of the applying process.
 
     Example:
         >>> enc = TextEncoder("minilm", model="all-MiniLM-L6-v2", pooling="mean", normalize=True)
@@ -82,8 +91,11 @@ class TextEncoder(Model):
     batch_size: int = 32
     query_prefix: str = ""
     document_prefix: str = ""
+    backend: Backend = dc.field(default="torch", metadata=_OPTION)
+    quantize: t.Optional[t.Literal["int8"]] = dc.field(default=None, metadata=_OPTION)
 
     _weights: StoredFolder = dc.field(default_factory=StoredFolder, init=False, repr=False, compare=False)
+    _onnx: StoredFolder = dc.field(default_factory=lambda: StoredFolder("onnx"), init=False, repr=False, compare=False)
     _lock: threading.Lock = dc.field(default_factory=threading.Lock, init=False, repr=False, compare=False)
     _native: t.Any = dc.field(default=None, init=False, repr=False, compare=False)
 
@@ -99,6 +111,12 @@ class TextEncoder(Model):
             raise ConfigError(f"{owner}: max_length must be an integer above 1, got {self.max_length!r}.")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size <= 0:
             raise ConfigError(f"{owner}: batch_size must be a positive integer, got {self.batch_size!r}.")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"{owner}: backend {self.backend!r} is not valid; valid ones are {list(BACKENDS)}.")
+        if self.quantize not in (None, "int8"):
+            raise ConfigError(f"{owner}: quantize {self.quantize!r} is not valid; valid ones are [None, 'int8'].")
+        if self.quantize is not None and self.backend != "onnx":
+            raise ConfigError(f"{owner}: quantize={self.quantize!r} needs backend='onnx' (it quantizes the ONNX export).")
         super().__post_init__(db, artifacts)
 
     # -- loading ------------------------------------------------------------------------
@@ -112,9 +130,43 @@ class TextEncoder(Model):
             with self._lock:
                 if self._native is None:
                     source, device = self._source(), self.resolved_device()
-                    tokenizer, network = _cache.get((source, device), lambda: _load(source, device))
+                    if self.backend == "onnx":
+                        tokenizer, network = self._onnx_parts(source, device)
+                    else:
+                        tokenizer, network = self._torch_parts()
                     self._native = (tokenizer, network, self._settings(source, tokenizer, network))
         return self._native
+
+    def _torch_parts(self) -> tuple[t.Any, t.Any]:
+        source, device = self._source(), self.resolved_device()
+        return _cache.get((source, device), lambda: _load(source, device))
+
+    def _onnx_parts(self, source: str, device: str) -> tuple[t.Any, t.Any]:
+        """The tokenizer and an :class:`~pinnacle.ext.onnx.module.OnnxModule` (no torch weights loaded
+        unless the export has to be made here)."""
+        from pinnacle.ext import onnx
+
+        owner = f"TextEncoder {self.identifier!r}"
+        require("onnxruntime", extra="onnx")
+
+        def torch_parts() -> tuple[t.Any, t.Any]:
+            tokenizer, network = self._torch_parts()
+            return network, tokenizer
+
+        def make(folder: str) -> None:
+            onnx.build_onnx_folder(folder, source=source, torch_parts=torch_parts, owner=owner, quantize=self.quantize)
+
+        def load() -> tuple[t.Any, t.Any]:
+            from pinnacle.ext.onnx.module import OnnxModule
+
+            transformers = transformers_module()
+            path, _ = onnx.onnx_file(self._onnx.folder(make, prefix="pinnacle-onnx-"), owner=owner)
+            session = onnx.OnnxSession(path, providers=onnx.providers_for(device), owner=owner)
+            config = transformers.AutoConfig.from_pretrained(source)
+            return transformers.AutoTokenizer.from_pretrained(source), OnnxModule(session, config)
+
+        stored = self._onnx.ref.sha256 if self._onnx.ref is not None else f"unstored-{id(self)}"
+        return _cache.get((source, device, "onnx", self.quantize, stored), load)
 
     def _settings(self, source: str, tokenizer: t.Any, network: t.Any) -> _Settings:
         modules = read_json(source, "modules.json") or []
@@ -140,16 +192,22 @@ class TextEncoder(Model):
     # -- artifacts ----------------------------------------------------------------------
     def dump_artifacts(self) -> dict[str, t.Any]:
         """The tokenizer and weights (safetensors), saved with ``save_pretrained``."""
-        return self._weights.dump(self._save, prefix="pinnacle-hf-")
+        out = self._weights.dump(self._save, prefix="pinnacle-hf-")
+        if self.backend == "onnx":
+            self.native  # noqa: B018 - loading the model makes (or finds) the export
+            out.update(self._onnx.current())
+        return out
 
     def _save(self, folder: str) -> None:
-        tokenizer, network, settings = self.native
+        settings = self.native[2]
+        tokenizer, network = self._torch_parts()
         save_pretrained(tokenizer, folder)
         save_pretrained(network, folder)
         _write_st_settings(Path(folder), settings, network.config.hidden_size)
 
     def on_artifacts_loaded(self, artifacts: dict[str, t.Any]) -> None:
         self._weights.adopt(artifacts)
+        self._onnx.adopt(artifacts)
 
     # -- prediction ---------------------------------------------------------------------
     def encode(self, texts: t.Sequence[str], *, is_query: bool = False) -> np.ndarray:
@@ -162,7 +220,7 @@ class TextEncoder(Model):
         torch = torch_module()
         tokenizer, network, settings = self.native
         prefix = self.query_prefix if is_query else self.document_prefix
-        device = next(network.parameters()).device
+        device = network.device
         out = []
         for batch in chunks([prefix + str(x).strip() for x in texts], self.batch_size):
             features = tokenizer(

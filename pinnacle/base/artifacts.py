@@ -137,8 +137,11 @@ class ArtifactRef:
 
 
 class StoredFolder:
-    """A model's weights as one folder artifact named ``model``: saved to a temporary
-    folder for the store at the first apply, read back from the store after that.
+    """A folder artifact (a model's weights, an ONNX export): made in a temporary folder
+    at the first apply, read back from the store after that.
+
+    Args:
+        name: The artifact's name in the component's record (``"model"`` by default).
 
     Example:
         >>> weights = StoredFolder()
@@ -146,24 +149,43 @@ class StoredFolder:
         {'model': PosixPath('/tmp/pinnacle-example-...')}
     """
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "model") -> None:
+        self.name = name
         self.ref: t.Optional[ArtifactRef] = None
         self._temporary: t.Optional[str] = None
 
-    def dump(self, save: t.Callable[[str], t.Any], prefix: str) -> dict[str, t.Any]:
-        """``{"model": ref}`` once stored; otherwise ``save(folder)`` into a new temporary folder."""
+    def folder(self, make: t.Callable[[str], t.Any], prefix: str) -> Path:
+        """The stored copy (unpacked), else a temporary folder filled by ``make(folder)`` once."""
         if self.ref is not None:
-            return {"model": self.ref}
-        folder = tempfile.mkdtemp(prefix=prefix)
-        save(folder)
-        self._temporary = folder
-        return {"model": Path(folder)}
+            return self.ref.path()
+        if self._temporary is None:
+            folder = tempfile.mkdtemp(prefix=prefix)
+            try:
+                make(folder)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            self._temporary = folder
+        return Path(self._temporary)
+
+    def dump(self, make: t.Callable[[str], t.Any], prefix: str) -> dict[str, t.Any]:
+        """``{name: ref}`` once stored; otherwise ``{name: folder}`` (see :meth:`folder`)."""
+        if self.ref is not None:
+            return {self.name: self.ref}
+        return {self.name: self.folder(make, prefix)}
+
+    def current(self) -> dict[str, t.Any]:
+        """``{name: ref}`` once stored, ``{name: folder}`` once made, else ``{}``."""
+        if self.ref is not None:
+            return {self.name: self.ref}
+        return {self.name: Path(self._temporary)} if self._temporary is not None else {}
 
     def adopt(self, artifacts: dict[str, t.Any]) -> None:
-        """Keep the stored ``model`` ref; the temporary copy, now packed, is removed."""
-        ref = artifacts.get("model")
-        if isinstance(ref, ArtifactRef):
-            self.ref = ref
+        """Keep the stored ref of this name; the temporary copy, now packed, is removed."""
+        ref = artifacts.get(self.name)
+        if not isinstance(ref, ArtifactRef):
+            return
+        self.ref = ref
         if self._temporary is not None:
             shutil.rmtree(self._temporary, ignore_errors=True)
             self._temporary = None

@@ -62,7 +62,10 @@ class Component:
                 continue
             if f.name.startswith("_"):
                 continue
-            fields[f.name] = encode_value(getattr(self, f.name), for_uuid=True)
+            value = getattr(self, f.name)
+            if f.metadata.get("omit_default") and f.default is not dc.MISSING and value == f.default:
+                continue  # an option added later leaves the uuids of earlier definitions as they were
+            fields[f.name] = encode_value(value, for_uuid=True)
         return {"_path": class_path(type(self)), **fields}
 
     def compute_uuid(self) -> str:
