@@ -38,3 +38,20 @@ class SlowLetters(pinnacle.Model):
 
     def infer_datatype(self) -> pinnacle.Vector:
         return pinnacle.Vector(26)
+
+
+def embed_without_export(uri: str, model_identifier: str, texts: list) -> dict:
+    """Load a model from the database and embed ``texts`` with exporting to ONNX made impossible:
+    what a Ray worker does when the export is stored (run as a Ray task by the ONNX test)."""
+    import pinnacle.ext.onnx.export as export
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a Ray worker exported the model again")
+
+    export.export_encoder = export.build_onnx_folder = refuse
+    db = pinnacle.connect(uri)
+    try:
+        model = db.load("Model", model_identifier)
+        return {"runs": type(model.native[0].auto_model).__name__, "vectors": np.stack(model.predict_batches(texts))}
+    finally:
+        db.close()
