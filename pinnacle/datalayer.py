@@ -88,7 +88,7 @@ class Datalayer:
         self._loaded: dict[tuple[str, str], Component] = {}
         self._runtimes: dict[str, ListenerRuntime] = {}
         self._indexes: dict[str, t.Union[LiveIndex, DatabaseIndex]] = {}
-        self._not_loadable: dict[tuple[str, str], unloadable.NotLoadable] = {}
+        self._skipped = unloadable.Skipped(backend)  # components this process cannot load
         self._catalogue_at = -1e9
 
     def __repr__(self) -> str:
@@ -358,7 +358,7 @@ class Datalayer:
                 self._indexes.pop(identifier, None)
             self.backend.delete_component(type_id, identifier)
             self._loaded.pop((type_id, identifier), None)
-            self._not_loadable.pop((type_id, identifier), None)
+            self._skipped.entries.pop((type_id, identifier), None)
         logger.info("Removed %s %r", type_id, identifier)
 
     def _users_of(self, type_id: str, identifier: str) -> list[tuple[str, str]]:
@@ -388,7 +388,7 @@ class Datalayer:
             for key, row in current.items():
                 if key[0] == "Model":
                     continue
-                failed = self._not_loadable.get(key)
+                failed = self._skipped.entries.get(key)
                 if failed is not None and failed.current(row) and not failed.due(now):
                     continue  # not loadable here: skipped (warned once), tried again later
                 loaded = self._loaded.get(key)
@@ -401,10 +401,10 @@ class Datalayer:
                 except NotLoadableError as exc:  # another service's component: the rest keeps working
                     self._skip_not_loadable(key, row, exc)
                     continue
-                if self._not_loadable.pop(key, None) is not None:
+                if self._skipped.entries.pop(key, None) is not None:
                     logger.info("%s %r is loadable here now", *key)
-            for key in [k for k in self._not_loadable if k not in current]:
-                self._not_loadable.pop(key)
+            for key in [k for k in self._skipped.entries if k not in current]:
+                self._skipped.entries.pop(key)
             for ident in [i for i in self._runtimes if ("Listener", i) not in current]:
                 self._runtimes.pop(ident)
                 self._loaded.pop(("Listener", ident), None)
@@ -413,18 +413,10 @@ class Datalayer:
                 self._loaded.pop(("VectorIndex", ident), None)
 
     def _skip_not_loadable(self, key: tuple[str, str], row: dict, error: NotLoadableError) -> None:
-        """Remember a component this process cannot build, and say so once per process."""
-        table = None
-        if key[0] == "Listener":
-            record = self.backend.get_component(*key)
-            table = record["data"].get("select") if record is not None else None
-            self._runtimes.pop(key[1], None)
-        elif key[0] == "VectorIndex":
-            self._indexes.pop(key[1], None)
+        """Stop running a component this process cannot build, and say so once per process."""
+        (self._runtimes if key[0] == "Listener" else self._indexes).pop(key[1], None)
         self._loaded.pop(key, None)
-        self._not_loadable[key] = unloadable.NotLoadable(key[0], key[1], row["version"], row["uuid"], error, table)
-        left = " Its rows stay queued for a process that can load it." if key[0] == "Listener" else ""
-        unloadable.warn_once(("skip", self.backend.safe_uri, *key, row["version"]), "%s Skipped.%s", error, left)
+        self._skipped.add(key, row, error)
 
     @contextlib.contextmanager
     def _runs_here(self, runtime: ListenerRuntime, reraise: bool = False) -> t.Iterator[None]:
@@ -438,15 +430,10 @@ class Datalayer:
             if reraise:
                 raise error from exc
 
-    def _check_loadable(self, type_id: str, identifier: str) -> None:
-        failed = self._not_loadable.get((type_id, identifier))
-        if failed is not None:
-            raise failed.error
-
     def not_loadable(self) -> list[dict[str, t.Any]]:
         """The stored components this process cannot build (another service's model class, a
         function or an artifact not found here): ``type``, ``identifier``, ``version``, ``table``,
-        ``kind`` (``class``, ``callable``, ``artifact``), ``path``, ``missing`` (module) and ``error``.
+        ``kind`` (``class``, ``callable``, ``dependency``, ``artifact``), ``path``, ``missing`` (module), ``error``.
 
         They are skipped: their rows stay queued for a process that can load them.
 
@@ -455,7 +442,7 @@ class Datalayer:
             [{'type': 'Listener', 'identifier': 'ext-emb', 'kind': 'class', 'path': 'null_model.NullEmbedder', ...}]
         """
         self._sync(force=True)
-        return [entry.to_dict() for _, entry in sorted(self._not_loadable.items())]
+        return [entry.to_dict() for _, entry in sorted(self._skipped.entries.items())]
 
     def _runtime(self, listener_id: str) -> ListenerRuntime:
         self._sync()
@@ -464,7 +451,7 @@ class Datalayer:
         try:
             return self._runtimes[listener_id]
         except KeyError:
-            self._check_loadable("Listener", listener_id)
+            self._skipped.check("Listener", listener_id)
             raise NotFoundError(f"No Listener {listener_id!r}; db.show('Listener') lists them.") from None
 
     def _drainer(self, listener_id: str) -> Drainer:
@@ -480,13 +467,7 @@ class Datalayer:
                     runtime.drain_sources(table, ids)
                     drained.append(runtime)
         chains.drain_downstream(self, drained)  # listeners reading their outputs (chunks -> vectors)
-        for entry in [e for e in self._not_loadable.values() if e.table == table]:
-            unloadable.warn_once(
-                ("write", self.backend.safe_uri, entry.identifier, entry.version),
-                "Rows written to %r stay queued for Listener %r, which cannot be loaded in this process "
-                "(%s); a process that can load it computes them (e.g. pinnacle worker there).",
-                table, entry.identifier, entry.error.cause,
-            )
+        self._skipped.wrote(table)  # listeners on it that this process cannot load: say once that rows wait
 
     def listeners(self) -> list[str]:
         """Identifiers of the applied listeners."""
@@ -557,9 +538,7 @@ class Datalayer:
             {'docs-emb': {'pending': 0, 'in_flight': 0, 'retrying': 0, 'failed': 1, 'outputs': 41, 'version': 0}}
         """
         found = {name: self._runtime(name).status() for name in self.listeners()}
-        for (type_id, name), entry in list(self._not_loadable.items()):
-            if type_id == "Listener":  # counted from the stored records, without the model
-                found[name] = unloadable.listener_status(self.backend, entry, self._serving_version(name))
+        found.update(self._skipped.statuses(self._serving_version))  # counted from the records, no model
         return dict(sorted(found.items()))
 
     def failures(self, listener: str, limit: int = 100) -> list[dict]:
@@ -652,7 +631,7 @@ class Datalayer:
             self._sync(force=True)
             index = self._loaded.get(("VectorIndex", identifier))
         if index is None:
-            self._check_loadable("VectorIndex", identifier)
+            self._skipped.check("VectorIndex", identifier)
             raise NotFoundError(f"No VectorIndex {identifier!r}; db.show('VectorIndex') lists them.")
         serving = self._runtime(index.indexing_listener.identifier).serving
         if live is None or live.index is not index or live.listener is not serving:

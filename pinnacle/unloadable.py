@@ -24,7 +24,7 @@ from pinnacle.errors import NotLoadableError
 
 logger = logging.getLogger("pinnacle.datalayer")
 
-__all__ = ["NotLoadable", "explain", "cannot_run", "spec_of_record", "listener_status", "warn_once", "RETRY_S"]
+__all__ = ["NotLoadable", "Skipped", "explain", "cannot_run", "spec_of_record", "listener_status", "warn_once", "RETRY_S"]
 
 #: Seconds before a process tries again to load a component it could not (a module
 #: installed meanwhile); a changed record (new version) is tried at once.
@@ -113,6 +113,47 @@ class NotLoadable:
         return {
             "type": self.type_id, "identifier": self.identifier, "version": self.version, "table": self.table,
             "kind": e.kind, "path": e.path, "missing": e.missing, "component": e.component, "error": str(e),
+        }
+
+
+class Skipped:
+    """The components one datalayer skips because it cannot load them here, by ``(type, identifier)``."""
+
+    def __init__(self, backend: DataBackend):
+        self.backend = backend
+        self.entries: dict[tuple[str, str], NotLoadable] = {}
+
+    def add(self, key: tuple[str, str], row: t.Mapping[str, t.Any], error: NotLoadableError) -> None:
+        """Skip ``key`` at ``row``'s version, and say so once per process."""
+        table = None
+        if key[0] == "Listener":
+            record = self.backend.get_component(*key)
+            table = record["data"].get("select") if record is not None else None
+        self.entries[key] = NotLoadable(key[0], key[1], row["version"], row["uuid"], error, table)
+        left = " Its rows stay queued for a process that can load it." if key[0] == "Listener" else ""
+        warn_once(("skip", self.backend.safe_uri, *key, row["version"]), "%s Skipped.%s", error, left)
+
+    def check(self, type_id: str, identifier: str) -> None:
+        """Raise the :class:`NotLoadableError` of a skipped component (nothing if it is not skipped)."""
+        entry = self.entries.get((type_id, identifier))
+        if entry is not None:
+            raise entry.error
+
+    def wrote(self, table: str) -> None:
+        """A write to ``table`` returned without computing the skipped listeners on it: say so once."""
+        for entry in [e for e in self.entries.values() if e.table == table]:
+            warn_once(
+                ("write", self.backend.safe_uri, entry.identifier, entry.version),
+                "Rows written to %r stay queued for Listener %r, which cannot be loaded in this process "
+                "(%s); a process that can load it computes them (e.g. pinnacle worker there).",
+                table, entry.identifier, entry.error.cause,
+            )
+
+    def statuses(self, serving_version: t.Callable[[str], t.Optional[int]]) -> dict[str, dict[str, t.Any]]:
+        """:func:`listener_status` of each skipped listener."""
+        return {
+            name: listener_status(self.backend, entry, serving_version(name))
+            for (type_id, name), entry in list(self.entries.items()) if type_id == "Listener"
         }
 
 
