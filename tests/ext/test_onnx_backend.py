@@ -67,8 +67,12 @@ def test_options_that_change_vectors_are_in_the_uuid(model_path):
         SentenceTransformer(identifier="m", model=model_path, local_files_only=True, cache_folder="/tmp/hf"),
     ]
     assert {m.uuid for m in same} == {base.uuid}
-    # Options added after seed 000 leave the definition (and so every stored uuid) as it was.
+    # Options added after seed 000 leave the definition (and so every stored uuid) as it was:
+    # these are the uuids pinnacle gave the same definitions before the options existed.
     assert not {"backend", "quantize", "model_kwargs", "prompts", "truncate_dim"} & set(base.definition())
+    earlier = SentenceTransformer(identifier="m", model="/x", predict_kwargs={"normalize_embeddings": True})
+    assert earlier.uuid == "cdf6199a8d86d609b3a0bbe8c78c6eb3"
+    assert TextEncoder("t", model="/x").uuid == "541e8cc5920caafb486e17fca224b552"
     onnx = SentenceTransformer(identifier="m", model=model_path, backend="onnx")
     provider = SentenceTransformer(identifier="m", model=model_path, backend="onnx",
                                    model_kwargs={"provider": "CPUExecutionProvider", "export": True})
