@@ -6,7 +6,7 @@ is set to INFO so that the library's progress bars show (``--quiet`` hides them,
 
 Example:
     >>> from pinnacle.cli import main
-    >>> main(["--db", "sqlite://", "ls"])  # doctest: +SKIP
+    >>> main(["--db", "sqlite://", "ls"])
     No components in sqlite://.
     0
 """

@@ -108,7 +108,10 @@ class Datalayer:
         rows before this returns (unless ``wait=False``).
 
         Example:
-            >>> db.apply(pinnacle.VectorIndex("docs-idx", indexing_listener=listener))  # doctest: +SKIP
+            >>> db.apply(pinnacle.Listener("topic-emb", model=model, key="topic", select="docs"))
+            Listener('topic-emb', version=0, uuid='...')
+            >>> len(db.outputs("topic-emb"))  # every existing row already has its output
+            7
         """
         if not isinstance(component, Component):
             raise ConfigError(f"apply() takes a component (Model, Listener, VectorIndex), got {type(component).__name__}.")
@@ -260,7 +263,10 @@ class Datalayer:
         """The stored component (latest version unless ``version``).
 
         Example:
-            >>> db.load("Listener", "docs-emb")  # doctest: +SKIP
+            >>> db.load("Listener", "docs-emb")
+            Listener('docs-emb', version=0, uuid='...')
+            >>> db.load("Listener", "docs-emb").key
+            'text'
         """
         _check_type(type_id)
         cached = self._loaded.get((type_id, identifier))
@@ -308,8 +314,10 @@ class Datalayer:
         """What is applied: all components, one type's identifiers, or one component's stored form.
 
         Example:
-            >>> db.show()  # doctest: +SKIP
+            >>> db.show()
             [{'type': 'Listener', 'identifier': 'docs-emb', 'version': 0, 'uuid': '...'}, ...]
+            >>> db.show("VectorIndex")
+            ['docs-idx']
         """
         if type_id is None:
             return self.backend.list_components()
@@ -328,7 +336,9 @@ class Datalayer:
         (then the users are removed too).
 
         Example:
-            >>> db.remove("Listener", "docs-emb", recursive=True)  # doctest: +SKIP
+            >>> db.remove("Listener", "docs-emb", recursive=True)  # and the index that searches it
+            >>> db.show("Listener"), db.show("VectorIndex")
+            ([], [])
         """
         if isinstance(type_id, Component):
             type_id, identifier = type_id.type_id, type_id.identifier
@@ -438,8 +448,8 @@ class Datalayer:
         They are skipped: their rows stay queued for a process that can load them.
 
         Example:
-            >>> db.not_loadable()  # doctest: +SKIP
-            [{'type': 'Listener', 'identifier': 'ext-emb', 'kind': 'class', 'path': 'null_model.NullEmbedder', ...}]
+            >>> db.not_loadable()
+            [{'type': 'Listener', 'identifier': 'ext-emb', ..., 'kind': 'class', 'path': 'null_model.NullEmbedder', ...}]
         """
         self._sync(force=True)
         return [entry.to_dict() for _, entry in sorted(self._skipped.entries.items())]
@@ -481,8 +491,8 @@ class Datalayer:
         row is computed it starts serving and the old outputs are dropped.
 
         Example:
-            >>> db["docs"].insert([{"text": "later"}], wait=False)  # doctest: +SKIP
-            >>> db.drain().outputs  # doctest: +SKIP
+            >>> ids = db["docs"].insert([{"text": "later"}], wait=False)
+            >>> db.drain().outputs
             1
         """
         names = [listener] if listener else chains.upstream_first(self, self.listeners())
@@ -513,6 +523,9 @@ class Datalayer:
                 (Ray: ``num_actors``, ``num_cpus``, ``num_gpus``, ``chunk_rows``...).
 
         Example:
+            >>> ids = db["docs"].insert([{"text": "later"}], wait=False)
+            >>> db.backfill("docs-emb")  # compute="local": a drain
+            DrainStats(rows=1, outputs=1, ...)
             >>> db.backfill("docs-emb", compute="ray", num_actors=2)  # doctest: +SKIP
             DrainStats(rows=20000, outputs=20000, ...)
         """
@@ -534,8 +547,8 @@ class Datalayer:
         from its stored records, with ``loadable: False`` and the reason in ``error``.
 
         Example:
-            >>> db.status()  # doctest: +SKIP
-            {'docs-emb': {'pending': 0, 'in_flight': 0, 'retrying': 0, 'failed': 1, 'outputs': 41, 'version': 0}}
+            >>> db.status()
+            {'docs-emb': {'pending': 0, 'in_flight': 0, 'retrying': 0, 'failed': 1, 'outputs': 6, 'version': 0}}
         """
         found = {name: self._runtime(name).status() for name in self.listeners()}
         found.update(self._skipped.statuses(self._serving_version))  # counted from the records, no model
@@ -545,7 +558,7 @@ class Datalayer:
         """The rows of ``listener`` that failed, newest first, with their errors.
 
         Example:
-            >>> db.failures("docs-emb")[0]["message"]  # doctest: +SKIP
+            >>> db.failures("docs-emb")[0]["message"]
             "Listener 'docs-emb', row '7' of 'docs': the text is missing (None)"
         """
         return self.backend.failures(self._drainer(listener).spec, limit)
@@ -556,7 +569,7 @@ class Datalayer:
         Returns how many rows were requeued.
 
         Example:
-            >>> db.retry("docs-emb")  # after fixing the model or the rows  # doctest: +SKIP
+            >>> db.retry("docs-emb")  # after fixing the model or the rows
             1
         """
         count = self.backend.requeue_failed(self._drainer(listener).spec)
@@ -569,7 +582,7 @@ class Datalayer:
         flattened listener (e.g. a :class:`~pinnacle.TextChunker`) the output is the list of items.
 
         Example:
-            >>> db.outputs("docs-emb")["7"].shape  # doctest: +SKIP
+            >>> db.outputs("docs-emb")["1"].shape
             (384,)
         """
         drainer = self._drainer(listener)
@@ -585,8 +598,14 @@ class Datalayer:
         table each item is a row (``_id`` ``"<source>/<position>"``, ``_source``, ``_position``).
 
         Example:
-            >>> emb = pinnacle.Listener("chunk-emb", model=model, key="_output",
-            ...                         select=db.outputs_table("chunks"))  # doctest: +SKIP
+            >>> chunker = pinnacle.TextChunker("chunker", size=16, overlap=0)
+            >>> chunks = db.apply(pinnacle.Listener("chunks", model=chunker, key="text", select="docs"))
+            >>> db.outputs_table("chunks").get("2/0")["_output"]
+            'the telescope'
+            >>> emb = db.apply(pinnacle.Listener("chunk-emb", model=model, key="_output",
+            ...                                  select=db.outputs_table("chunks")))
+            >>> db.outputs("chunk-emb")["2/0"].shape
+            (384,)
         """
         return Table(self, self._drainer(listener).spec.outputs_table)
 

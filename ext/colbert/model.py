@@ -246,8 +246,8 @@ class ColBERT(Model):
         """MaxSim scores, ``(len(queries), len(documents))``.
 
         Example:
-            >>> q = m.encode(["a question"], is_query=True)  # doctest: +SKIP
-            >>> m.similarity(q, m.encode(["doc one", "doc two"], is_query=False)).shape  # doctest: +SKIP
+            >>> q = m.encode(["a question"], is_query=True)
+            >>> m.similarity(q, m.encode(["doc one", "doc two"], is_query=False)).shape
             (1, 2)
         """
         return maxsim_scores(queries, documents)

@@ -66,8 +66,9 @@ class OnnxSession:
         owner: The component, for messages.
 
     Example:
-        >>> session = OnnxSession("model.onnx", providers=["CPUExecutionProvider"], owner="m")  # doctest: +SKIP
-        >>> session.last_hidden_state({"input_ids": ids, "attention_mask": mask}).shape  # doctest: +SKIP
+        >>> session = OnnxSession(path, providers=["CPUExecutionProvider"], owner="m")  # path: an encoder's model.onnx
+        >>> ids = np.array([[101, 2023, 2003, 1037, 6251, 102, 0], [101, 2178, 2028, 102, 0, 0, 0]])
+        >>> session.last_hidden_state({"input_ids": ids, "attention_mask": (ids > 0).astype(int)}).shape
         (2, 7, 384)
     """
 

@@ -319,7 +319,7 @@ class SentenceTransformer(Model):
         """The embedding of one text.
 
         Example:
-            >>> model.predict("a sentence").shape  # doctest: +SKIP
+            >>> model.predict("a sentence").shape
             (384,)
         """
         return self.predict_batches([x])[0]

@@ -145,8 +145,8 @@ class StoredFolder:
 
     Example:
         >>> weights = StoredFolder()
-        >>> weights.dump(lambda folder: None, prefix="pinnacle-example-")  # doctest: +SKIP
-        {'model': PosixPath('/tmp/pinnacle-example-...')}
+        >>> weights.dump(lambda folder: None, prefix="pinnacle-example-")  # doctest: +ELLIPSIS
+        {'model': PosixPath('.../pinnacle-example-...')}
     """
 
     def __init__(self, name: str = "model") -> None:

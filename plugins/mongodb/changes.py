@@ -35,8 +35,8 @@ def touched_fields(event: t.Mapping[str, t.Any]) -> set[str]:
     """Top-level fields an ``update`` event changed.
 
     Example:
-        >>> touched_fields({"updateDescription": {"updatedFields": {"meta.n": 1}, "removedFields": ["text"]}})
-        {'meta', 'text'}
+        >>> sorted(touched_fields({"updateDescription": {"updatedFields": {"meta.n": 1}, "removedFields": ["text"]}}))
+        ['meta', 'text']
     """
     desc = event.get("updateDescription") or {}
     names = list(desc.get("updatedFields") or {}) + list(desc.get("removedFields") or [])
