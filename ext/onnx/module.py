@@ -6,13 +6,14 @@ Imports torch: loaded only by components that run the ONNX backend.
 from __future__ import annotations
 
 import typing as t
+from pathlib import Path
 
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
-from pinnacle.ext.onnx.runtime import OnnxSession
+from pinnacle.ext.onnx.runtime import OnnxSession, onnx_file, providers_for
 
-__all__ = ["OnnxModule"]
+__all__ = ["OnnxModule", "onnx_module"]
 
 
 class OnnxModule(torch.nn.Module):
@@ -39,3 +40,9 @@ class OnnxModule(torch.nn.Module):
         features = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         arrays = {k: v.detach().cpu().numpy() for k, v in features.items() if v is not None}
         return BaseModelOutput(last_hidden_state=torch.from_numpy(self.session.last_hidden_state(arrays)))
+
+
+def onnx_module(folder: str | Path, *, config: t.Any, device: str, owner: str, provider: t.Optional[str] = None) -> OnnxModule:
+    """An :class:`OnnxModule` over an export folder: its file checked against the sha256, a session opened."""
+    path, _ = onnx_file(folder, owner=owner)
+    return OnnxModule(OnnxSession(path, providers=providers_for(device, provider), owner=owner), config)

@@ -255,8 +255,8 @@ class SentenceTransformer(Model):
     def _run_through_onnx(self, native: t.Any, source: str, device: str) -> None:
         """Put an ONNX Runtime session in the place of the transformer's torch model."""
         require("onnxruntime", extra="onnx")
-        from pinnacle.ext.onnx import OnnxSession, build_onnx_folder, onnx_file, providers_for
-        from pinnacle.ext.onnx.module import OnnxModule
+        from pinnacle.ext.onnx import build_onnx_folder
+        from pinnacle.ext.onnx.module import onnx_module
 
         owner = f"SentenceTransformer {self.identifier!r}"
         transformer = native[0]
@@ -270,9 +270,9 @@ class SentenceTransformer(Model):
                 file_name=kwargs.get("file_name"), quantize=self.quantize, export=bool(kwargs.get("export")),
             )
 
-        path, _ = onnx_file(self._onnx.folder(make, prefix="pinnacle-onnx-"), owner=owner)
-        session = OnnxSession(path, providers=providers_for(device, kwargs.get("provider")), owner=owner)
-        setattr(transformer, attribute, OnnxModule(session, network.config))
+        folder = self._onnx.folder(make, prefix="pinnacle-onnx-")
+        module = onnx_module(folder, config=network.config, device=device, owner=owner, provider=kwargs.get("provider"))
+        setattr(transformer, attribute, module)
 
     # -- artifacts ----------------------------------------------------------------------
     def dump_artifacts(self) -> dict[str, t.Any]:

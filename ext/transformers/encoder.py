@@ -157,13 +157,12 @@ class TextEncoder(Model):
             onnx.build_onnx_folder(folder, source=source, torch_parts=torch_parts, owner=owner, quantize=self.quantize)
 
         def load() -> tuple[t.Any, t.Any]:
-            from pinnacle.ext.onnx.module import OnnxModule
+            from pinnacle.ext.onnx.module import onnx_module
 
             transformers = transformers_module()
-            path, _ = onnx.onnx_file(self._onnx.folder(make, prefix="pinnacle-onnx-"), owner=owner)
-            session = onnx.OnnxSession(path, providers=onnx.providers_for(device), owner=owner)
-            config = transformers.AutoConfig.from_pretrained(source)
-            return transformers.AutoTokenizer.from_pretrained(source), OnnxModule(session, config)
+            folder = self._onnx.folder(make, prefix="pinnacle-onnx-")
+            module = onnx_module(folder, config=transformers.AutoConfig.from_pretrained(source), device=device, owner=owner)
+            return transformers.AutoTokenizer.from_pretrained(source), module
 
         stored = self._onnx.ref.sha256 if self._onnx.ref is not None else f"unstored-{id(self)}"
         return _cache.get((source, device, "onnx", self.quantize, stored), load)

