@@ -65,6 +65,12 @@ class Dialect:
     holder_prefix: t.ClassVar[str] = ""
     #: Server-side SQL listing the ids of the live connections.
     connections_sql: t.ClassVar[str] = ""
+    #: The setting that bounds a wait for a lock (named in errors), the statement that sets it
+    #: on each new connection (``{ms}``/``{s}``: the bound), and the driver's error codes
+    #: (SQLSTATE, errno or SQLite error name) of a wait that ran past it (``engine.py``).
+    lock_timeout_setting: t.ClassVar[str] = ""
+    lock_timeout_sql: t.ClassVar[str] = ""
+    lock_timeout_codes: t.ClassVar[tuple] = ()
 
     def __init__(self, engine: sa.Engine):
         self.engine = engine

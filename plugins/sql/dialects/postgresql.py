@@ -26,6 +26,9 @@ class PostgreSQLDialect(Dialect):
     holder_sql = "SELECT pg_backend_pid()"
     holder_prefix = "pg"
     connections_sql = "SELECT pid FROM pg_stat_activity"
+    lock_timeout_setting = "lock_timeout"
+    lock_timeout_sql = "SET lock_timeout = {ms}"
+    lock_timeout_codes = ("55P03",)  # lock_not_available
 
     # -- tables ---------------------------------------------------------------------------
     def id_default(self) -> sa.TextClause:

@@ -26,6 +26,9 @@ class SQLiteDialect(Dialect):
 
     name = "sqlite"
     locking_claims = False
+    lock_timeout_setting = "busy_timeout"
+    lock_timeout_sql = "PRAGMA busy_timeout = {ms}"
+    lock_timeout_codes = ("SQLITE_BUSY",)  # "database is locked" after the busy timeout
 
     # -- connecting -----------------------------------------------------------------------
     @classmethod
