@@ -238,14 +238,14 @@ def bench_pgvector(uri: str, name: str, data: np.ndarray, queries: np.ndarray, t
     with db.backend.engine.begin() as conn:
         conn.exec_driver_sql('ANALYZE "_outputs__vec"')
     results = []
-    exact = db._live_index("exact")
+    exact = db.search.live_index("exact")
     sub = slice(0, 50)  # a full scan per query: fewer queries
     results.append({"dataset": name, "method": "pgvector exact (index=None)", "build": None,
                     **timed(lambda q: ids_of(exact.search(q, K)), queries[sub], truth[sub])})
     results.append({"dataset": name, "method": "pgvector exact, filter 1% of rows", "build": None,
                     **timed(lambda q: ids_of(exact.search(q, K, filter={"bucket": 7})), queries[sub], bucket_truth[sub])})
     db.apply(pinnacle.VectorIndex("hnsw", indexing_listener=listener, index="hnsw", index_options={"m": 16, "ef_construction": 64}))
-    graph = db._live_index("hnsw")
+    graph = db.search.live_index("hnsw")
     start = time.perf_counter()
     graph.native.ensure_index()
     build = time.perf_counter() - start

@@ -16,8 +16,15 @@ from pinnacle.components.listener import Listener
 from pinnacle.errors import ConfigError, StateError
 
 if t.TYPE_CHECKING:
-    from pinnacle.datalayer import Datalayer
+    from pinnacle.backends.base import DataBackend
     from pinnacle.embedding.runtime import ListenerRuntime
+
+    class Running(t.Protocol):
+        """What chains read of the runtime registry (:class:`pinnacle.runtimes.Runtimes`)."""
+
+        running: dict[str, ListenerRuntime]
+
+        def get(self, listener_id: str) -> ListenerRuntime: ...
 
 __all__ = ["upstream_of", "downstream_of", "upstream_first", "drain_downstream", "search_parents", "parent_query"]
 
@@ -30,23 +37,23 @@ def _outputs_tables(runtime: "ListenerRuntime") -> set[str]:
     return {d.spec.outputs_table for d in runtime.drainers.values()}
 
 
-def upstream_of(db: "Datalayer", listener: Listener) -> t.Optional["ListenerRuntime"]:
+def upstream_of(runtimes: "Running", listener: Listener) -> t.Optional["ListenerRuntime"]:
     """The runtime of the listener whose outputs ``listener`` reads, or ``None``."""
     if not listener.select.startswith(_OUTPUTS):
         return None
-    for runtime in list(db._runtimes.values()):
+    for runtime in list(runtimes.running.values()):
         if listener.select in _outputs_tables(runtime):
             return runtime
     return None
 
 
-def downstream_of(db: "Datalayer", identifier: str) -> list[str]:
+def downstream_of(backend: "DataBackend", identifier: str) -> list[str]:
     """Identifiers of the applied listeners that read ``identifier``'s outputs (any version)."""
     found = []
-    for row in db.backend.list_components("Listener"):
+    for row in backend.list_components("Listener"):
         if row["identifier"] == identifier:
             continue
-        record = db.backend.get_component("Listener", row["identifier"])
+        record = backend.get_component("Listener", row["identifier"])
         select = record["data"].get("select", "")
         if isinstance(select, str) and _reads_outputs_of(select, identifier):
             found.append(row["identifier"])
@@ -58,28 +65,28 @@ def _reads_outputs_of(table: str, identifier: str) -> bool:
     return table == base or (table.startswith(base + "__v") and table[len(base) + 3 :].isdigit())
 
 
-def depth(db: "Datalayer", runtime: "ListenerRuntime") -> int:
+def depth(runtimes: "Running", runtime: "ListenerRuntime") -> int:
     """0 for a listener on a user table, 1 for one on its outputs, and so on."""
     level, current = 0, runtime
     while level < MAX_DEPTH:
-        upstream = upstream_of(db, current.latest)
+        upstream = upstream_of(runtimes, current.latest)
         if upstream is None or upstream is current:
             return level
         level, current = level + 1, upstream
     raise StateError(f"Listener {runtime.identifier!r}: chain of listeners deeper than {MAX_DEPTH} (a loop?).")
 
 
-def upstream_first(db: "Datalayer", names: t.Sequence[str]) -> list[str]:
+def upstream_first(runtimes: "Running", names: t.Sequence[str]) -> list[str]:
     """``names`` ordered so that a listener comes after the listeners it reads from."""
-    return sorted(names, key=lambda name: depth(db, db._runtime(name)))
+    return sorted(names, key=lambda name: depth(runtimes, runtimes.get(name)))
 
 
-def drain_downstream(db: "Datalayer", drained: t.Sequence["ListenerRuntime"]) -> None:
+def drain_downstream(runtimes: "Running", drained: t.Sequence["ListenerRuntime"]) -> None:
     """Drain what the commits of ``drained`` queued for the listeners reading their outputs."""
     level = 0
     while drained and level < MAX_DEPTH:
         tables = set().union(*(_outputs_tables(r) for r in drained))
-        drained = [r for r in list(db._runtimes.values()) if any(r.listens_to(name) for name in tables)]
+        drained = [r for r in list(runtimes.running.values()) if any(r.listens_to(name) for name in tables)]
         for runtime in drained:
             runtime.drain()
         level += 1
@@ -99,7 +106,7 @@ def parent_query(listener: Listener, parent: t.Optional[Listener], query: t.Any)
 
 
 def search_parents(
-    db: "Datalayer", live: t.Any, vector: t.Any, table: str, outputs: str, n: int,
+    backend: "DataBackend", live: t.Any, vector: t.Any, table: str, outputs: str, n: int,
     filter: t.Optional[t.Mapping[str, t.Any]] = None,
 ) -> list[dict]:
     """Rows of ``table`` best first, from an index over ``outputs``, the outputs table of a
@@ -109,7 +116,6 @@ def search_parents(
     (``_chunk``, when the items are text). More candidates are fetched until ``n`` distinct
     parents are found or the index is exhausted.
     """
-    backend = db.backend
     item_pk = backend.primary_key(outputs)
     within = None
     if filter:
@@ -148,9 +154,9 @@ def search_parents(
     return out
 
 
-def parent_listener(db: "Datalayer", listener: Listener, table: str, index: str) -> Listener:
+def parent_listener(runtimes: "Running", listener: Listener, table: str, index: str) -> Listener:
     """The serving listener on ``table`` whose outputs ``listener`` embeds (for searching ``table``)."""
-    upstream = upstream_of(db, listener)
+    upstream = upstream_of(runtimes, listener)
     if upstream is None or upstream.serving.select != table:
         raise ConfigError(f"VectorIndex {index!r} searches table {listener.select!r}, not {table!r}.")
     return upstream.serving

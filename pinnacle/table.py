@@ -8,7 +8,16 @@ from pinnacle.base.identifiers import validate_table_name
 from pinnacle.errors import ConfigError
 
 if t.TYPE_CHECKING:
-    from pinnacle.datalayer import Datalayer
+    from pinnacle.backends.base import DataBackend
+    from pinnacle.runtimes import Runtimes
+
+    class Layer(t.Protocol):
+        """What a table uses of its datalayer (:class:`pinnacle.Datalayer`)."""
+
+        backend: DataBackend
+        runtimes: Runtimes
+
+        def like(self, table: str, query: t.Any, **options: t.Any) -> list[dict]: ...
 
 __all__ = ["Table"]
 
@@ -29,7 +38,7 @@ class Table:
         'hello'
     """
 
-    def __init__(self, db: "Datalayer", name: str):
+    def __init__(self, db: "Layer", name: str):
         validate_table_name(name, "table name")
         self.db = db
         self.name = name
@@ -53,7 +62,7 @@ class Table:
             rows = [rows]
         ids = self.db.backend.insert(self.name, list(rows))
         if wait:
-            self.db._drain_table(self.name, ids)
+            self.db.runtimes.drain_table(self.name, ids)
         return ids
 
     def select(
@@ -92,7 +101,7 @@ class Table:
         ids = self._ids(where) if wait else None
         count = self.db.backend.update(self.name, where, values)
         if wait and ids:
-            self.db._drain_table(self.name, ids)
+            self.db.runtimes.drain_table(self.name, ids)
         return count
 
     def delete(self, where: t.Optional[t.Mapping[str, t.Any]], *, wait: bool = True) -> int:
@@ -106,7 +115,7 @@ class Table:
         ids = self._ids(where) if wait else None
         count = self.db.backend.delete(self.name, where)
         if wait and ids:
-            self.db._drain_table(self.name, ids)
+            self.db.runtimes.drain_table(self.name, ids)
         return count
 
     def like(

@@ -27,9 +27,9 @@ from pinnacle.errors import ConfigError
 from pinnacle.progress import progress_bar
 
 if t.TYPE_CHECKING:  # pragma: no cover
-    from pinnacle.datalayer import Datalayer
     from pinnacle.embedding.drain import DrainStats
     from pinnacle.embedding.runtime import ListenerRuntime
+    from pinnacle.runtimes import Runtimes
 
 __all__ = ["ComputeBackend", "LocalCompute", "load_compute", "BUILTIN_COMPUTE"]
 
@@ -50,13 +50,14 @@ class ComputeBackend(abc.ABC):
 
     @abc.abstractmethod
     def backfill(
-        self, db: "Datalayer", runtime: "ListenerRuntime", *, show_progress_bar: t.Optional[bool] = None,
+        self, db: "Runtimes", runtime: "ListenerRuntime", *, show_progress_bar: t.Optional[bool] = None,
         **options: t.Any,
     ) -> "DrainStats":
         """Compute the pending rows of every live version of ``runtime``'s listener.
 
         Args:
-            db: The datalayer (its backend holds the queue).
+            db: The datalayer's runtime registry (:class:`~pinnacle.runtimes.Runtimes`): its
+                ``backend`` holds the queue; ``batch_rows`` and ``retry_policy`` are the drain's.
             runtime: The listener's serving version and the version being built, if any.
             show_progress_bar: A tqdm bar while it runs (default: on at INFO logging).
             **options: Backend options overriding the model's ``compute_kwargs``.

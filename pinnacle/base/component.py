@@ -7,21 +7,14 @@ import hashlib
 import json
 import typing as t
 
+from pinnacle.base.encoding import Encodable, class_path, encode_value
 from pinnacle.base.identifiers import validate_identifier
-
-if t.TYPE_CHECKING:
-    from pinnacle.datalayer import Datalayer
 
 __all__ = ["Component", "class_path"]
 
 
-def class_path(cls: type) -> str:
-    """``module.Class`` of a class, the form used in encoded components."""
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
 @dc.dataclass
-class Component:
+class Component(Encodable):
     """Base of every component: a plain dataclass with ``identifier``, ``uuid`` and ``version``.
 
     ``uuid`` is a stable hash of the class and of the fields that change outputs, so the
@@ -41,12 +34,12 @@ class Component:
     uuid_excludes: t.ClassVar[frozenset[str]] = frozenset()
 
     identifier: str
-    db: dc.InitVar[t.Optional["Datalayer"]] = None
+    db: dc.InitVar[t.Any] = None
     uuid: str = ""
     _: dc.KW_ONLY
     version: t.Optional[int] = None
 
-    def __post_init__(self, db: t.Optional["Datalayer"] = None) -> None:
+    def __post_init__(self, db: t.Any = None) -> None:
         validate_identifier(self.identifier, f"{type(self).__name__} identifier")
         if not self.uuid:
             self.uuid = self.compute_uuid()
@@ -54,8 +47,6 @@ class Component:
     # -- identity -----------------------------------------------------------------
     def definition(self) -> dict[str, t.Any]:
         """The fields that define outputs, encoded to JSON-able values (children by uuid)."""
-        from pinnacle.base.encoding import encode_value
-
         fields = {}
         for f in dc.fields(self):
             if f.name in ("uuid", "version") or f.name in self.uuid_excludes:
@@ -87,9 +78,6 @@ class Component:
     def dump_artifacts(self) -> dict[str, t.Any]:
         """Name -> ``bytes`` or a directory ``Path`` to keep in the artifact store."""
         return {}
-
-    def on_artifacts_loaded(self, artifacts: dict[str, t.Any]) -> None:
-        """Receive :class:`~pinnacle.base.artifacts.ArtifactRef` handles after decoding."""
 
     def __repr__(self) -> str:
         version = "" if self.version is None else f", version={self.version}"

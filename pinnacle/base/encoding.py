@@ -9,8 +9,10 @@ One reference scheme:
 * a callable: ``{"_ref": "callable", "path": "module:qualname"}``;
 * a tuple: ``{"_ref": "tuple", "items": [...]}`` (so tuples survive the round trip).
 
-Decoding imports only classes that are :class:`Component` subclasses and callables
-named by import path. Nothing is unpickled.
+Decoding imports only classes that are :class:`Encodable` subclasses (every
+:class:`~pinnacle.base.component.Component`) and callables named by import path. Nothing is
+unpickled. This module does not import the component module: components import it (their
+uuid is a hash of their encoded definition).
 """
 
 from __future__ import annotations
@@ -19,10 +21,31 @@ import dataclasses as dc
 import importlib
 import typing as t
 
-from pinnacle.base.component import Component, class_path
 from pinnacle.errors import ConfigError, NotLoadableError
 
-__all__ = ["encode", "decode", "encode_value", "callable_path", "import_callable"]
+__all__ = ["Encodable", "encode", "decode", "encode_value", "class_path", "callable_path", "import_callable"]
+
+
+class Encodable:
+    """What encoding needs of a component, the base of :class:`~pinnacle.base.component.Component`.
+
+    A subclass is a dataclass; it is encoded as its class path and its fields, and only
+    subclasses of this class are built when decoding.
+    """
+
+    #: The name under which the metadata store files this kind of component.
+    type_id: t.ClassVar[str] = "Component"
+    identifier: str
+    uuid: str
+    version: t.Optional[int]
+
+    def on_artifacts_loaded(self, artifacts: dict[str, t.Any]) -> None:
+        """Receive :class:`~pinnacle.base.artifacts.ArtifactRef` handles after decoding."""
+
+
+def class_path(cls: type) -> str:
+    """``module.Class`` of a class, the form used in encoded components."""
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def callable_path(fn: t.Callable, *, owner: str = "component") -> str:
@@ -71,7 +94,7 @@ def encode_value(value: t.Any, *, for_uuid: bool = False, refs: bool = False, ow
     """Encode one field value. ``for_uuid`` puts children in by uuid only."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, Component):
+    if isinstance(value, Encodable):
         if for_uuid:
             return {"_ref": "component", "type": value.type_id, "uuid": value.uuid}
         if refs:
@@ -101,7 +124,7 @@ def encode_value(value: t.Any, *, for_uuid: bool = False, refs: bool = False, ow
     )
 
 
-def component_ref(component: Component) -> dict:
+def component_ref(component: Encodable) -> dict:
     return {
         "_ref": "component",
         "type": component.type_id,
@@ -111,7 +134,7 @@ def component_ref(component: Component) -> dict:
     }
 
 
-def encode(component: Component, *, refs: bool = False) -> dict:
+def encode(component: Encodable, *, refs: bool = False) -> dict:
     """Encode ``component`` to a JSON-able dict (children inline unless ``refs``).
 
     Example:
@@ -136,7 +159,7 @@ def encode(component: Component, *, refs: bool = False) -> dict:
 def decode(
     data: t.Any,
     *,
-    load_component: t.Callable[[dict], Component] | None = None,
+    load_component: t.Callable[[dict], Encodable] | None = None,
     load_artifact: t.Callable[[dict], t.Any] | None = None,
 ) -> t.Any:
     """Decode what :func:`encode` produced.
@@ -172,7 +195,7 @@ def decode(
     return {k: decode(v, load_component=load_component, load_artifact=load_artifact) for k, v in data.items()}
 
 
-def _decode_component(data: dict, load_component, load_artifact) -> Component:
+def _decode_component(data: dict, load_component, load_artifact) -> Encodable:
     cls = _import_component_class(data["_path"])
     kwargs = {}
     artifacts = {}
@@ -192,7 +215,7 @@ def _decode_component(data: dict, load_component, load_artifact) -> Component:
     return component
 
 
-def _import_component_class(path: str) -> type[Component]:
+def _import_component_class(path: str) -> type[Encodable]:
     module_name, _, name = path.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), name)
@@ -200,7 +223,7 @@ def _import_component_class(path: str) -> type[Component]:
         raise NotLoadableError(
             f"Cannot import component class {path!r}: {exc}", kind="class", path=path, missing=_missing_module(exc), cause=str(exc)
         ) from exc
-    if not (isinstance(cls, type) and issubclass(cls, Component)):
+    if not (isinstance(cls, type) and issubclass(cls, Encodable) and dc.is_dataclass(cls)):
         raise ConfigError(f"{path!r} is not a pinnacle Component class; refusing to build it.")
     return cls
 

@@ -87,7 +87,7 @@ def test_model_change_builds_beside_then_switches(backend_kind, connect, raw_eng
     _assert_scores(db["docs"].like({"text": QUERY}, vector_index="idx", n=3), texts, st_native, 384)
 
     # A worker computes part of the new version: progress shows, search still uses the old one.
-    db._runtime("emb").drainers[1].run_once(limit=5)
+    db.runtimes.get("emb").drainers[1].run_once(limit=5)
     building = db.status()["emb"]["building"]
     assert (building["outputs"], building["pending"]) == (5, 7), building
     _assert_scores(db["docs"].like({"text": QUERY}, vector_index="idx", n=3), texts, st_native, 384)

@@ -51,7 +51,7 @@ def test_outputs_are_vector_columns_searched_in_the_database(pg_connect):
     db["docs"].insert(rows)
     _apply(db)
     assert _column_type(db) == f"vector({DIM})"
-    live = db._live_index("idx")
+    live = db.search.live_index("idx")
     assert isinstance(live, DatabaseIndex) and not hasattr(live, "searcher")  # no in-memory copy
     outputs = db.outputs("emb")  # bytes in, bytes out: the datatype still decodes them
     np.testing.assert_array_equal(outputs["r00007"], hash_vector("row number 7", DIM))
@@ -144,11 +144,11 @@ def test_pgvector_false_keeps_bytes_and_the_in_memory_index(pg_connect):
     db["docs"].insert(rows)
     _apply(db)
     assert _column_type(db) == "bytea"
-    assert isinstance(db._live_index("idx"), LiveIndex)
+    assert isinstance(db.search.live_index("idx"), LiveIndex)
     hits = db["docs"].like({"text": "a query"}, vector_index="idx", n=3)
     assert [h["_id"] for h in hits] == [i for i, _ in _exact(rows, "a query")[:3]]
     again = pg_connect()  # auto: an existing bytes table stays bytes
-    assert isinstance(again._live_index("idx"), LiveIndex)
+    assert isinstance(again.search.live_index("idx"), LiveIndex)
 
 
 def test_ivfflat_needs_pgvector_in_memory(pg_connect):
@@ -170,7 +170,7 @@ def test_search_over_chunks_in_the_database(pg_connect):
     db.apply(pinnacle.Listener("chunks", model=pinnacle.TextChunker("chunker", size=50, overlap=0), key="text", select=db["docs"]))
     emb = pinnacle.Listener("emb", model=HashEmbed(identifier="hash", dim=DIM), key="_output", select=db.outputs_table("chunks"))
     db.apply(pinnacle.VectorIndex("idx", indexing_listener=emb, index="hnsw"))
-    assert _column_type(db) == f"vector({DIM})" and isinstance(db._live_index("idx"), DatabaseIndex)
+    assert _column_type(db) == f"vector({DIM})" and isinstance(db.search.live_index("idx"), DatabaseIndex)
     chunk = db.outputs("chunks")["long"][1]
     hits = db["docs"].like({"text": chunk}, vector_index="idx", n=2)
     assert [h["_id"] for h in hits] == ["long", "short"] and hits[0]["_chunk"] == chunk

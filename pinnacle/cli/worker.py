@@ -1,0 +1,126 @@
+"""``pinnacle worker``: compute queued rows until stopped, waiting out database outages."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import time
+import typing as t
+
+import pinnacle
+from pinnacle.cli.connection import connect
+from pinnacle.cli.output import stats_line
+from pinnacle.embedding.drain import DrainStats
+from pinnacle.errors import BackendError, ConfigError
+
+logger = logging.getLogger("pinnacle.cli")
+
+__all__ = ["cmd_worker"]
+
+
+class _Stop(BaseException):
+    """Raised by the worker's signal handler; a BaseException, like KeyboardInterrupt, so that
+    no ``except Exception`` on the way (a model failure being isolated) takes it for a row's error."""
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    if args.poll <= 0:
+        raise ConfigError(f"--poll must be a positive number of seconds, got {args.poll}.")
+    db = connect(args)
+    if args.once:
+        return _worker_once(db, args)
+    return _worker_loop(db, args)
+
+
+def _report_not_loadable(db: pinnacle.Datalayer, args: argparse.Namespace, seen: set) -> None:
+    """One line per listener this worker cannot load (another service's model), the first time it is seen."""
+    if args.listener:
+        return  # asked for one listener: drain() says if that one cannot be loaded
+    new = [e for e in db.not_loadable() if e["type"] == "Listener" and (e["identifier"], e["version"]) not in seen]
+    if not new:
+        return
+    status = db.status()
+    for entry in new:
+        seen.add((entry["identifier"], entry["version"]))
+        pending = status.get(entry["identifier"], {}).get("pending", 0)
+        cause = entry["missing"] and f"module {entry['missing']!r} is not installed here" or entry["error"]
+        print(
+            f"Skipping Listener {entry['identifier']!r}, not loadable here ({entry['component']}: {entry['path']}; "
+            f"{cause}): its {pending} row(s) stay queued for a worker that can load it.", flush=True,
+        )
+
+
+def _worker_once(db: pinnacle.Datalayer, args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    stats = db.drain(args.listener)
+    if stats.rows:
+        print(stats_line(stats, time.perf_counter() - start))
+    elif not args.listener and any(e["type"] == "Listener" for e in db.not_loadable()):
+        print("Nothing due for the listeners this worker can load.")
+    else:
+        print("Nothing due: the queues are empty (rows waiting to be retried wait for their time).")
+    _report_not_loadable(db, args, set())
+    if stats.failed:
+        print(f"Some rows failed; see: pinnacle failures {args.listener or 'LISTENER'}")
+    return 0
+
+
+def _worker_loop(db: pinnacle.Datalayer, args: argparse.Namespace) -> int:
+    stopped: list[str] = []
+
+    def stop(signum: int, _frame: t.Any) -> None:
+        # Stop at once, even inside a batch (it is not committed and stays queued). Should the
+        # exception land somewhere that swallows it, the loop still sees ``stopped``.
+        if not stopped:
+            stopped.append(signal.Signals(signum).name)
+            raise _Stop()
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    which = f"listener {args.listener!r}" if args.listener else "all listeners"
+    print(f"pinnacle worker on {db.backend.safe_uri}: {which}, polling every {args.poll:g} s (Ctrl-C or SIGTERM stops it)", flush=True)
+    total = DrainStats()
+    backoff = args.poll
+    skipped: set = set()
+    try:
+        while not stopped:
+            start = time.perf_counter()
+            try:
+                stats = db.drain(args.listener)
+                _report_not_loadable(db, args, skipped)
+            except Exception as exc:  # noqa: BLE001 - a database outage is waited out, the rest raises
+                if not _is_outage(exc):
+                    raise
+                backoff = min(max(2 * backoff, args.poll), 60.0)
+                logger.warning("Database unavailable (%s); trying again in %.0f s", " ".join(str(exc).split())[:200], backoff)
+                _sleep(backoff, stopped)
+                continue
+            backoff = args.poll
+            if stats.rows:
+                total.add(stats)
+                print(stats_line(stats, time.perf_counter() - start), flush=True)
+            else:
+                _sleep(args.poll, stopped)
+    except _Stop:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(f"Worker stopped ({stopped[0]}): {total.rows} row(s) computed; unfinished work stays queued.", flush=True)
+    return 0
+
+
+def _sleep(seconds: float, stopped: list) -> None:
+    """``time.sleep`` that ends early once ``stopped`` is set."""
+    end = time.monotonic() + seconds
+    while not stopped and (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, 0.2))
+
+
+def _is_outage(exc: BaseException) -> bool:
+    if isinstance(exc, BackendError):
+        return True
+    module = type(exc).__module__ or ""
+    if module.startswith("pymongo") and any(c.__name__ == "ConnectionFailure" for c in type(exc).__mro__):
+        return True
+    return module.split(".", 1)[0] in ("sqlalchemy", "psycopg", "pymysql", "sqlite3") and "OperationalError" in type(exc).__name__
