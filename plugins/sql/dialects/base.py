@@ -71,6 +71,9 @@ class Dialect:
     lock_timeout_setting: t.ClassVar[str] = ""
     lock_timeout_sql: t.ClassVar[str] = ""
     lock_timeout_codes: t.ClassVar[tuple] = ()
+    #: Whether DDL takes part in transactions (a failed ``CREATE``/``ALTER`` rolls back with the
+    #: rest). MySQL/MariaDB: no, each commits on its own (see :meth:`ddl_guard`).
+    transactional_ddl: t.ClassVar[bool] = True
 
     def __init__(self, engine: sa.Engine):
         self.engine = engine

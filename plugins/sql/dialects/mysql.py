@@ -49,6 +49,7 @@ class MySQLDialect(Dialect):
     lock_timeout_setting = "innodb_lock_wait_timeout"
     lock_timeout_sql = "SET SESSION innodb_lock_wait_timeout = {s}"
     lock_timeout_codes = (1205,)  # ER_LOCK_WAIT_TIMEOUT
+    transactional_ddl = False
 
     # -- connecting -----------------------------------------------------------------------
     @classmethod
