@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import threading
@@ -11,14 +13,14 @@ import uuid as _uuid
 
 import sqlalchemy as sa
 
-from pinnacle.backends.base import DataBackend, Row, Where
+from pinnacle.backends.base import Claim, DataBackend, Row, Where
 from pinnacle.base.identifiers import validate_column, validate_identifier
 from pinnacle.errors import BackendError, ConfigError, NotFoundError
 from pinnacle.plugins.sql.dialects import dialect_class, dialect_for
-from pinnacle.plugins.sql.engine import create_engine, normalise_url
+from pinnacle.plugins.sql.engine import backend_error, create_engine, driver_errors, lock_timeout_option, normalise_url
 from pinnacle.plugins.sql.listeners import ListenerStorage
 from pinnacle.plugins.sql.pgvector import OPERATORS, PgVector, PgVectorSearch
-from pinnacle.plugins.sql.schema import ID_COLUMN, infer_user_table, metadata_tables
+from pinnacle.plugins.sql.schema import ID_COLUMN, infer_user_table, metadata_tables, open_layout
 from pinnacle.plugins.sql.statements import chunks, where_clause
 from pinnacle.plugins.sql.values import check_values
 
@@ -40,12 +42,17 @@ class SQLBackend(ListenerStorage, DataBackend):
         #: PostgreSQL: store vectors as pgvector columns when the server has the extension
         #: (``None``, the default), never (``False``: bytes), or require it (``True``).
         self.pgvector: t.Optional[bool] = options.pop("pgvector", None)
+        #: Upgrade pinnacle's tables where that needs DDL outside a transaction (MySQL/MariaDB).
+        upgrade = bool(options.pop("upgrade", False))
         url = normalise_url(uri)
         self.safe_uri = url.render_as_string(hide_password=True)
         self._worker_url = url  # unmasked: only for worker_uri(), never logged
-        self.engine = create_engine(uri, **options)
+        #: Seconds a statement waits for another connection's lock (named in its error).
+        self.lock_timeout_s = lock_timeout_option(options)
+        self.engine = create_engine(uri, lock_timeout_s=self.lock_timeout_s, **options)
         #: What differs per database (triggers, upserts, locking...): chosen once, here.
         self.dialect = dialect_for(self.engine)
+        self._driver_errors = driver_errors(self.engine)
         self.quote = self.dialect.quote
         self._lock = threading.RLock()
         self._tables: dict[str, sa.Table] = {}
@@ -53,10 +60,9 @@ class SQLBackend(ListenerStorage, DataBackend):
         self._components_table, self._artifacts_table = metadata_tables(meta, self.dialect)
         self._state_table = meta.tables["_pinnacle_state"]
         self._claims_table = meta.tables["_pinnacle_claims"]
-        try:
-            self._create_all(meta)
-        except sa.exc.OperationalError as exc:
-            raise BackendError(f"Cannot connect to {self.safe_uri}: {exc.orig}", exc) from exc
+        with self._translate_errors("opening the database"):
+            #: The layout of pinnacle's tables found when opening (``None``: new), see schema.py.
+            self.layout_found = open_layout(self.engine, meta, self.dialect, where=self.safe_uri, upgrade=upgrade)
         super().__init__()
 
     def __repr__(self) -> str:
@@ -72,17 +78,6 @@ class SQLBackend(ListenerStorage, DataBackend):
         return url.render_as_string(hide_password=False)
 
     # -- helpers --------------------------------------------------------------------
-    def _create_all(self, meta: sa.MetaData) -> None:
-        """``create_all`` that tolerates another process creating the same tables."""
-        for attempt in range(3):
-            try:
-                meta.create_all(self.engine, checkfirst=True)
-                return
-            except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError) as exc:
-                if "exist" not in str(exc.orig).lower() or attempt == 2:
-                    raise
-                time.sleep(0.05)
-
     def table(self, name: str) -> sa.Table:
         """The reflected table ``name`` (cached), or :class:`NotFoundError`."""
         with self._lock:
@@ -219,8 +214,9 @@ class SQLBackend(ListenerStorage, DataBackend):
         with self._translate_errors(f"delete from {table!r}"), self.engine.begin() as conn:
             return conn.execute(stmt).rowcount
 
-    def _translate_errors(self, what: str):
-        return _Translate(what)
+    def _translate_errors(self, what: str) -> "_Translate":
+        """A context in which a driver error becomes a :class:`BackendError` about ``what``."""
+        return _Translate(self, what)
 
     # -- listeners ----------------------------------------------------------------------
     def create_listener(self, spec, **kwargs):
@@ -337,15 +333,83 @@ def _fill(rows: t.Sequence[Row], known: set[str]) -> list[Row]:
 
 
 class _Translate:
-    """Turn driver errors into :class:`BackendError` that says what was being done."""
+    """Turn driver errors into a :class:`BackendError` that says what was being done
+    (``engine.backend_error``: a lock-wait bound by name, a lost connection, a full disk)."""
 
-    def __init__(self, what: str):
+    def __init__(self, backend: "SQLBackend", what: str):
+        self.backend = backend
         self.what = what
 
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc is not None and isinstance(exc, sa.exc.DBAPIError):
-            raise BackendError(f"{self.what} failed: {exc.orig}", exc.orig) from exc
+        if exc is not None and isinstance(exc, self.backend._driver_errors):
+            b = self.backend
+            raise backend_error(self.what, exc, b.dialect, b.lock_timeout_s, b.safe_uri) from exc
         return False
+
+
+def _what(name: str, args: tuple) -> str:
+    """``"claim_work (listener 'emb')"``: a method and what it was about, for messages."""
+    first = args[0] if args else None
+    if isinstance(first, str):
+        return f"{name} ({first!r})"
+    identifier = getattr(first, "identifier", None)
+    return f"{name} (listener {identifier!r})" if isinstance(identifier, str) else name
+
+
+class _TranslatedClaim(Claim):
+    """A claim whose ``commit``/``release`` raise :class:`BackendError` for driver errors."""
+
+    def __init__(self, backend: "SQLBackend", claim: Claim, what: str):
+        self._claim, self._backend, self._what = claim, backend, what
+        self.items = claim.items
+
+    def commit(self, result):
+        with self._backend._translate_errors(f"commit of {self._what}"):
+            return self._claim.commit(result)
+
+    def release(self) -> None:
+        with self._backend._translate_errors(f"release of {self._what}"):
+            self._claim.release()
+
+    def __getattr__(self, name: str) -> t.Any:
+        return getattr(self._claim, name)
+
+
+def _translating(name: str, method: t.Callable) -> t.Callable:
+    """``method`` with driver errors raised as :class:`BackendError` (generators too); a
+    returned :class:`Claim` is wrapped the same way."""
+    if inspect.isgeneratorfunction(method):
+        @functools.wraps(method)
+        def generate(self, *args, **kwargs):
+            with self._translate_errors(_what(name, args)):
+                yield from method(self, *args, **kwargs)
+        return generate
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        with self._translate_errors(_what(name, args)):
+            result = method(self, *args, **kwargs)
+        if isinstance(result, Claim) and not isinstance(result, _TranslatedClaim):
+            return _TranslatedClaim(self, result, _what(name, args))
+        return result
+    return call
+
+
+def _translate_public_methods(cls: type) -> None:
+    """Every public method of the core's store contracts (``pinnacle.backends``) that ``cls``
+    has: a driver error leaves it as :class:`BackendError`, with the driver's in ``.orig``."""
+    names = {
+        name
+        for base in cls.__mro__ if base.__module__.startswith("pinnacle.backends")
+        for name, value in vars(base).items() if not name.startswith("_") and inspect.isfunction(value)
+    }
+    for name in sorted(names):
+        method = getattr(cls, name)
+        if inspect.isfunction(method) and not getattr(method, "__wrapped__", None):
+            setattr(cls, name, _translating(name, method))
+
+
+_translate_public_methods(SQLBackend)
