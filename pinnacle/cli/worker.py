@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 import signal
 import time
 import typing as t
@@ -15,6 +16,11 @@ from pinnacle.embedding.drain import DrainStats
 from pinnacle.errors import BackendError, ConfigError
 
 logger = logging.getLogger("pinnacle.cli")
+
+#: Longest wait between two tries while the database is unavailable, and how often a long
+#: outage is logged again.
+MAX_BACKOFF_S = 30.0
+REMIND_S = 600.0
 
 __all__ = ["cmd_worker"]
 
@@ -80,7 +86,7 @@ def _worker_loop(db: pinnacle.Datalayer, args: argparse.Namespace) -> int:
     which = f"listener {args.listener!r}" if args.listener else "all listeners"
     print(f"pinnacle worker on {db.backend.safe_uri}: {which}, polling every {args.poll:g} s (Ctrl-C or SIGTERM stops it)", flush=True)
     total = DrainStats()
-    backoff = args.poll
+    outage = _Outage(args.poll)
     skipped: set = set()
     try:
         while not stopped:
@@ -91,11 +97,9 @@ def _worker_loop(db: pinnacle.Datalayer, args: argparse.Namespace) -> int:
             except Exception as exc:  # noqa: BLE001 - a database outage is waited out, the rest raises
                 if not _is_outage(exc):
                     raise
-                backoff = min(max(2 * backoff, args.poll), 60.0)
-                logger.warning("Database unavailable (%s); trying again in %.0f s", " ".join(str(exc).split())[:200], backoff)
-                _sleep(backoff, stopped)
+                _sleep(outage.failed(exc), stopped)
                 continue
-            backoff = args.poll
+            outage.ended()
             if stats.rows:
                 total.add(stats)
                 print(stats_line(stats, time.perf_counter() - start), flush=True)
@@ -117,10 +121,42 @@ def _sleep(seconds: float, stopped: list) -> None:
         time.sleep(min(left, 0.2))
 
 
+class _Outage:
+    """The database being unavailable: one warning when it starts (and every ``REMIND_S``
+    while it lasts), one info line when it ends; tries again after a backoff that doubles
+    from ``poll`` up to ``MAX_BACKOFF_S``, with jitter so that workers do not come back at once."""
+
+    def __init__(self, poll: float):
+        self.poll = poll
+        self.since: t.Optional[float] = None
+        self.logged = 0.0
+        self.tries = 0
+        self.backoff = poll
+
+    def failed(self, exc: BaseException) -> float:
+        """Note a failed try; the seconds to wait before the next."""
+        now = time.monotonic()
+        cause = " ".join(str(exc).split())[:300]
+        if self.since is None:
+            self.since, self.logged, self.tries, self.backoff = now, now, 0, self.poll
+            logger.warning("Database unavailable (%s); retrying with backoff until it is back", cause)
+        elif now - self.logged >= REMIND_S:
+            self.logged = now
+            logger.warning("Database still unavailable after %.0f s (%s)", now - self.since, cause)
+        self.tries += 1
+        self.backoff = min(2 * self.backoff, MAX_BACKOFF_S)
+        return self.backoff * random.uniform(0.8, 1.2)
+
+    def ended(self) -> None:
+        if self.since is not None:
+            logger.info("Database available again after %.1f s (%d failed tries)", time.monotonic() - self.since, self.tries)
+            self.since = None
+
+
 def _is_outage(exc: BaseException) -> bool:
+    """The data backends raise :class:`BackendError` for every driver error (the SQL plugin's
+    store methods do, ``plugins/sql/backend.py``); pymongo's connection errors may still
+    arrive bare from the MongoDB plugin's change stream."""
     if isinstance(exc, BackendError):
         return True
-    module = type(exc).__module__ or ""
-    if module.startswith("pymongo") and any(c.__name__ == "ConnectionFailure" for c in type(exc).__mro__):
-        return True
-    return module.split(".", 1)[0] in ("sqlalchemy", "psycopg", "pymysql", "sqlite3") and "OperationalError" in type(exc).__name__
+    return any(c.__name__ == "ConnectionFailure" and c.__module__.startswith("pymongo") for c in type(exc).__mro__)
