@@ -46,8 +46,9 @@ class MySQLDialect(Dialect):
     holder_sql = "SELECT CONNECTION_ID()"
     holder_prefix = "mysql"
     connections_sql = "SELECT ID FROM information_schema.PROCESSLIST"
-    lock_timeout_setting = "innodb_lock_wait_timeout"
-    lock_timeout_sql = "SET SESSION innodb_lock_wait_timeout = {s}"
+    # Row locks (InnoDB) and table/metadata locks (LOCK TABLES, DDL: a year by default).
+    lock_timeout_setting = "innodb_lock_wait_timeout/lock_wait_timeout"
+    lock_timeout_sql = "SET SESSION innodb_lock_wait_timeout = {s}, lock_wait_timeout = {s}"
     lock_timeout_codes = (1205,)  # ER_LOCK_WAIT_TIMEOUT
     transactional_ddl = False
 
