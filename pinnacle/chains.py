@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import typing as t
 
+from pinnacle.backends.work import ListenerSpec
 from pinnacle.components.listener import Listener
 from pinnacle.errors import ConfigError, StateError
 
@@ -30,7 +31,6 @@ __all__ = ["upstream_of", "downstream_of", "upstream_first", "drain_downstream",
 
 #: How deep chains may go (a guard against a loop of listeners).
 MAX_DEPTH = 8
-_OUTPUTS = "_outputs__"
 
 
 def _outputs_tables(runtime: "ListenerRuntime") -> set[str]:
@@ -39,7 +39,7 @@ def _outputs_tables(runtime: "ListenerRuntime") -> set[str]:
 
 def upstream_of(runtimes: "Running", listener: Listener) -> t.Optional["ListenerRuntime"]:
     """The runtime of the listener whose outputs ``listener`` reads, or ``None``."""
-    if not listener.select.startswith(_OUTPUTS):
+    if not ListenerSpec.is_outputs_table(listener.select):
         return None
     for runtime in list(runtimes.running.values()):
         if listener.select in _outputs_tables(runtime):
@@ -55,14 +55,9 @@ def downstream_of(backend: "DataBackend", identifier: str) -> list[str]:
             continue
         record = backend.get_component("Listener", row["identifier"])
         select = record["data"].get("select", "")
-        if isinstance(select, str) and _reads_outputs_of(select, identifier):
+        if isinstance(select, str) and ListenerSpec.outputs_table_of(select, identifier):
             found.append(row["identifier"])
     return found
-
-
-def _reads_outputs_of(table: str, identifier: str) -> bool:
-    base = f"{_OUTPUTS}{identifier}"
-    return table == base or (table.startswith(base + "__v") and table[len(base) + 3 :].isdigit())
 
 
 def depth(runtimes: "Running", runtime: "ListenerRuntime") -> int:

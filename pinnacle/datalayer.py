@@ -216,6 +216,8 @@ class Datalayer:
             DrainStats(rows=20000, outputs=20000, ...)
         """
         backend = self.compute if compute is None else load_compute(compute)
+        for capability in sorted(backend.needs):
+            self.backend.require(capability, f"backfill({listener!r}, compute={backend.name!r})")
         return backend.backfill(self.runtimes, self.runtimes.get(listener), show_progress_bar=show_progress_bar, **options)
 
     def jobs(self, listener: t.Optional[str] = None) -> dict[str, dict[str, t.Any]]:

@@ -47,6 +47,8 @@ class ComputeBackend(abc.ABC):
 
     #: The name a user passes as ``compute=``.
     name: str = ""
+    #: The optional backend capabilities it needs (``"jobs"``: other processes open the database).
+    needs: frozenset[str] = frozenset()
 
     @abc.abstractmethod
     def backfill(

@@ -24,8 +24,8 @@ __all__ = ["LiveIndex", "DatabaseIndex", "open_index"]
 
 def open_index(backend: DataBackend, index: VectorIndex, listener: Listener) -> t.Union["LiveIndex", "DatabaseIndex"]:
     """The run-time form of ``index`` over ``listener``'s outputs: searched by the database
-    when the backend can (:meth:`DataBackend.database_search`), else kept in memory."""
-    if index.measure != "maxsim":
+    when the backend can (:class:`~pinnacle.backends.stores.SearchStore`), else kept in memory."""
+    if index.measure != "maxsim" and backend.supports("search"):
         native = backend.database_search(ListenerSpec.of(listener), index.measure, index.index, index.options())
         if native is not None:
             return DatabaseIndex(index, listener, native)

@@ -12,7 +12,7 @@ import logging
 import threading
 import typing as t
 
-from pinnacle.backends.base import DataBackend, Row, Where
+from pinnacle.backends.base import DataBackend, JobStore, Row, Where
 from pinnacle.base.identifiers import validate_identifier
 from pinnacle.errors import ConfigError, NotFoundError
 from pinnacle.plugins.mongodb.client import Options, decide, mask_password, open_client, read_features
@@ -39,7 +39,7 @@ FIELDS_SAMPLE = 1000
 _INTERNAL_PREFIXES = ("_outputs__", "_failed__", "_queue__")
 
 
-class MongoBackend(MetadataStore, ListenerStorage, DataBackend):
+class MongoBackend(MetadataStore, ListenerStorage, DataBackend, JobStore):
     """MongoDB through pymongo (``mongodb://``, ``mongodb+srv://``), or mongomock (``mongomock://``).
 
     Args:
@@ -78,6 +78,11 @@ class MongoBackend(MetadataStore, ListenerStorage, DataBackend):
     def close(self) -> None:
         self._close_changes()
         self.client.close()
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """``jobs``, except on mongomock (its database lives in this process only)."""
+        return frozenset() if self.is_mock else frozenset({"jobs"})
 
     def worker_uri(self) -> str:
         if self.is_mock:

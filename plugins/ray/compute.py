@@ -25,6 +25,7 @@ class RayCompute(ComputeBackend):
     """
 
     name = "ray"
+    needs = frozenset({"jobs"})  # actors open the database themselves
 
     def __init__(self, address: t.Optional[str] = None):
         self.cluster = RayCluster(address)

@@ -13,7 +13,7 @@ import uuid as _uuid
 
 import sqlalchemy as sa
 
-from pinnacle.backends.base import Claim, DataBackend, Row, Where
+from pinnacle.backends.base import Claim, DataBackend, JobStore, Row, SearchStore, Where
 from pinnacle.base.identifiers import validate_column, validate_identifier
 from pinnacle.errors import BackendError, ConfigError, NotFoundError
 from pinnacle.plugins.sql.dialects import dialect_class, dialect_for
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["SQLBackend"]
 
 
-class SQLBackend(ListenerStorage, DataBackend):
+class SQLBackend(ListenerStorage, DataBackend, SearchStore, JobStore):
     """SQLite, PostgreSQL and MySQL/MariaDB through SQLAlchemy.
 
     Example:
@@ -70,6 +70,18 @@ class SQLBackend(ListenerStorage, DataBackend):
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """``search`` with pgvector only; ``jobs`` unless the database is in this process's memory."""
+        found = set(super().capabilities)
+        if not self.dialect.supports_pgvector:
+            found.discard("search")
+        try:
+            self.worker_uri()
+        except ConfigError:
+            found.discard("jobs")
+        return frozenset(found)
 
     def worker_uri(self) -> str:
         """This database's URI for worker processes: credentials included, SQLite paths absolute."""
