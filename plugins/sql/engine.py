@@ -1,9 +1,10 @@
 """The SQLAlchemy engine for a URI (its dialect, ``dialects/``, adds its settings), and the
 :class:`~pinnacle.errors.BackendError` a driver error becomes.
 
-Every new connection gets a bounded lock wait (``lock_timeout_s``, default
-:data:`DEFAULT_LOCK_TIMEOUT_S`): PostgreSQL's ``lock_timeout``, MySQL/MariaDB's
-``innodb_lock_wait_timeout``, SQLite's ``busy_timeout``. :func:`backend_error` names that
+Every new connection gets a bounded lock wait (``lock_timeout_s``, else
+``$PINNACLE_LOCK_TIMEOUT_S``, else :data:`DEFAULT_LOCK_TIMEOUT_S`): PostgreSQL's
+``lock_timeout``, MySQL/MariaDB's ``innodb_lock_wait_timeout`` and ``lock_wait_timeout``,
+SQLite's ``busy_timeout``. :func:`backend_error` names that
 setting when a wait runs past it, and says so when the connection was lost, could not be
 made, or the disk is full.
 
@@ -16,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import typing as t
 
 import sqlalchemy as sa
@@ -55,10 +57,16 @@ def normalise_url(uri: str) -> sa.URL:
 
 def lock_timeout_option(options: dict) -> float:
     """Pop ``lock_timeout_s`` from ``options`` (SQLite's older ``busy_timeout_ms`` counts as
-    one when it is the only one given); the default is :data:`DEFAULT_LOCK_TIMEOUT_S`."""
+    one when it is the only one given); else ``$PINNACLE_LOCK_TIMEOUT_S`` (for ``pinnacle
+    worker``), else :data:`DEFAULT_LOCK_TIMEOUT_S`."""
     seconds = options.pop("lock_timeout_s", None)
     if seconds is None and options.get("busy_timeout_ms") is not None:
         seconds = float(options["busy_timeout_ms"]) / 1000
+    if seconds is None and os.environ.get("PINNACLE_LOCK_TIMEOUT_S"):
+        try:
+            seconds = float(os.environ["PINNACLE_LOCK_TIMEOUT_S"])
+        except ValueError:
+            raise ConfigError(f"PINNACLE_LOCK_TIMEOUT_S must be a number of seconds, got {os.environ['PINNACLE_LOCK_TIMEOUT_S']!r}.") from None
     seconds = DEFAULT_LOCK_TIMEOUT_S if seconds is None else seconds
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds <= 0:
         raise ConfigError(f"lock_timeout_s must be a positive number of seconds, got {seconds!r}.")
