@@ -121,14 +121,14 @@ def driver_errors(engine: sa.Engine) -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _code(orig: BaseException) -> t.Any:
-    """The driver's code of ``orig``: SQLSTATE (psycopg), SQLite's error name, or MySQL's errno."""
-    for attribute in ("sqlstate", "sqlite_errorname"):
-        value = getattr(orig, attribute, None)
-        if value:
-            return value
+def _codes(orig: BaseException) -> set:
+    """The driver's codes of ``orig``: SQLSTATE (psycopg; MySQL drivers may set a generic
+    one), SQLite's error name, MySQL's errno."""
+    codes = {getattr(orig, attribute, None) for attribute in ("sqlstate", "sqlite_errorname")}
     args = getattr(orig, "args", ())
-    return args[0] if args and isinstance(args[0], int) else None
+    if args and isinstance(args[0], int) and not isinstance(args[0], bool):
+        codes.add(args[0])
+    return codes - {None, ""}
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
@@ -149,20 +149,20 @@ def backend_error(what: str, exc: BaseException, dialect: "Dialect", lock_timeou
         insert into 'docs' failed on sqlite:///d.db: the disk is full (database or disk is full); nothing of this call was written. Free space and call again.
     """
     orig = getattr(exc, "orig", None) or exc
-    cause, code = _one_line(orig), _code(orig)
+    cause, codes = _one_line(orig), _codes(orig)
     head = f"{what} failed on {where}"
-    if code is not None and code in dialect.lock_timeout_codes:
+    if codes & set(dialect.lock_timeout_codes):
         message = (
             f"{head}: waited longer than {dialect.lock_timeout_setting} ({lock_timeout_s:g} s) for a lock another "
             f"connection holds ({cause}); nothing of this call was written. Raise the bound with "
             f"pinnacle.connect(uri, lock_timeout_s=...), or end the transaction that holds the lock."
         )
-    elif code in _DISK_FULL or "disk is full" in cause or "No space left on device" in cause:
+    elif codes & _DISK_FULL or "disk is full" in cause or "No space left on device" in cause:
         message = f"{head}: the disk is full ({cause}); nothing of this call was written. Free space and call again."
     elif getattr(exc, "connection_invalidated", False) or isinstance(exc, sa.exc.PendingRollbackError):
         message = (
-            f"{head}: the connection to the database was lost (the server restarted, or ended the connection): "
-            f"{cause}. Its open transaction did not commit; the next call reconnects."
+            f"{head}: the connection was lost (the server restarted or ended it): {cause}. The call's "
+            f"transaction was rolled back (unless it was lost during COMMIT); the next call reconnects."
         )
     elif isinstance(exc, sa.exc.OperationalError) and exc.statement is None:
         message = f"{head}: cannot connect to the database: {cause}"
