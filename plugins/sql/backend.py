@@ -363,12 +363,12 @@ class _Translate:
 
 
 def _what(name: str, args: tuple) -> str:
-    """``"claim_work (listener 'emb')"``: a method and what it was about, for messages."""
+    """``"claim_work of listener 'emb'"``: a method and what it was about, for messages."""
     first = args[0] if args else None
     if isinstance(first, str):
-        return f"{name} ({first!r})"
+        return f"{name} of {first!r}"
     identifier = getattr(first, "identifier", None)
-    return f"{name} (listener {identifier!r})" if isinstance(identifier, str) else name
+    return f"{name} of listener {identifier!r}" if isinstance(identifier, str) else name
 
 
 class _TranslatedClaim(Claim):
@@ -405,7 +405,7 @@ def _translating(name: str, method: t.Callable) -> t.Callable:
         with self._translate_errors(_what(name, args)):
             result = method(self, *args, **kwargs)
         if isinstance(result, Claim) and not isinstance(result, _TranslatedClaim):
-            return _TranslatedClaim(self, result, _what(name, args))
+            return _TranslatedClaim(self, result, _what("claim", args))
         return result
     return call
 
