@@ -12,6 +12,7 @@ new step and ``LAYOUT + 1``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses as dc
 import datetime as _dt
 import hashlib
@@ -336,8 +337,12 @@ def open_layout(engine: sa.Engine, metadata: sa.MetaData, dialect: "Dialect", *,
             else:
                 _upgrade(engine, metadata, dialect, found, where=where, upgrade=upgrade)
             break
-        except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
-            if attempt == 2:  # another process was creating or upgrading the same tables: look again
+        except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError, StateError) as exc:
+            # Another process creating or upgrading the same tables makes this one fail: look again.
+            with engine.connect() as conn:
+                if read_layout(conn)[0] == LAYOUT:
+                    break
+            if attempt == 2 or (isinstance(exc, StateError) and not isinstance(exc.__cause__, sa.exc.DBAPIError)):
                 raise
             time.sleep(0.05 * (attempt + 1))
     _create_missing(engine, metadata)
@@ -352,7 +357,8 @@ def _upgrade(engine: sa.Engine, metadata: sa.MetaData, dialect: "Dialect", found
             if now is not None and now >= LAYOUT:
                 return
             for step in steps:
-                step.run(conn, metadata, dialect)
+                with _failing_step(step, where, found, "nothing was changed (the upgrade is one transaction)"):
+                    step.run(conn, metadata, dialect)
             metadata.create_all(conn, checkfirst=True)
             _record(conn, metadata, LAYOUT)
         logger.warning("Upgraded pinnacle's tables in %s from layout %d to %d in one transaction: %s",
@@ -367,10 +373,25 @@ def _upgrade(engine: sa.Engine, metadata: sa.MetaData, dialect: "Dialect", found
         )
     for step in steps:  # each step is safe to redo; the layout is recorded after each
         with engine.begin() as conn:
-            step.run(conn, metadata, dialect)
+            with _failing_step(step, where, step.layout - 1, "the step's DDL may be half done; running the same line again redoes it"):
+                step.run(conn, metadata, dialect)
             metadata.tables[SCHEMA_TABLE].create(conn, checkfirst=True)
             _record(conn, metadata, step.layout)
         logger.warning("Upgraded pinnacle's tables in %s to layout %d: %s", where, step.layout, step.summary)
+
+
+@contextlib.contextmanager
+def _failing_step(step: Step, where: str, recorded: int, outcome: str) -> t.Iterator[None]:
+    """A step that fails raises :class:`StateError` saying which step, what was recorded, and
+    what that means (the driver's error, if any, stays in ``__cause__``)."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - restated with what it means for the database
+        cause = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise StateError(
+            f"Upgrading pinnacle's tables in {where} to layout {step.layout} ({step.summary}) failed: {cause}. "
+            f"The database stays at layout {recorded}; {outcome}."
+        ) from exc
 
 
 def _version() -> str:
