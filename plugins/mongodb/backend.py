@@ -15,7 +15,9 @@ import typing as t
 from pinnacle.backends.base import DataBackend, JobStore, Row, Where
 from pinnacle.base.identifiers import validate_identifier
 from pinnacle.errors import ConfigError, NotFoundError
+from pinnacle.plugins.mongodb.aggregations import Aggregations
 from pinnacle.plugins.mongodb.client import Options, decide, mask_password, open_client, read_features
+from pinnacle.plugins.mongodb.errors import translate_public_methods
 from pinnacle.plugins.mongodb.listeners import ListenerStorage
 from pinnacle.plugins.mongodb.metadata import MetadataStore
 from pinnacle.plugins.mongodb.values import (
@@ -59,7 +61,8 @@ class MongoBackend(MetadataStore, ListenerStorage, DataBackend, JobStore):
         self.uri = clean
         self.safe_uri = mask_password(clean)
         self.client, self.db, self.is_mock = open_client(clean, client_options)
-        with translate_errors(f"connect to {self.safe_uri}"):
+        self.aggregations = Aggregations(self.db, self.safe_uri)
+        with translate_errors("connect", self.safe_uri):
             self.features = read_features(self.client, self.is_mock)
             self.transactions = decide(self.options.transactions, self.features.transactions, "transactions", self.safe_uri, self.features.kind)
             self.change_streams = decide(self.options.change_stream, self.features.change_streams, "change_stream", self.safe_uri, self.features.kind)
@@ -164,7 +167,7 @@ class MongoBackend(MetadataStore, ListenerStorage, DataBackend, JobStore):
                 coll.insert_many(part, ordered=True, session=session)
                 self._enqueue(specs, ids, session)
 
-            with translate_errors(f"insert into {table!r}"):
+            with translate_errors(f"insert into {table!r}", self.safe_uri):
                 try:
                     self._write(write)
                 except Exception as exc:
@@ -182,7 +185,7 @@ class MongoBackend(MetadataStore, ListenerStorage, DataBackend, JobStore):
             if "_id" not in columns:
                 projection["_id"] = 0
         internal = table.startswith(_INTERNAL_PREFIXES)
-        with translate_errors(f"select from {table!r}"):
+        with translate_errors(f"select from {table!r}", self.safe_uri):
             cursor = coll.find(self._filter(table, where, ids), projection)
             if limit is not None:
                 cursor = cursor.limit(int(limit))
@@ -190,7 +193,7 @@ class MongoBackend(MetadataStore, ListenerStorage, DataBackend, JobStore):
 
     def count(self, table: str, where: Where = None) -> int:
         coll = self._require(table)
-        with translate_errors(f"count {table!r}"):
+        with translate_errors(f"count {table!r}", self.safe_uri):
             return int(coll.count_documents(self._filter(table, where)))
 
     def update(self, table: str, where: Where, values: t.Mapping[str, t.Any]) -> int:
@@ -202,7 +205,7 @@ class MongoBackend(MetadataStore, ListenerStorage, DataBackend, JobStore):
             return self._move_id(table, where, values)
         query = self._filter(table, where)
         specs = [s for s in self.listeners_on(table) if touched & set(s.key_columns)]
-        with translate_errors(f"update {table!r}"):
+        with translate_errors(f"update {table!r}", self.safe_uri):
             if not specs:
                 return int(coll.update_many(query, update).matched_count)
             ids = [d["_id"] for d in coll.find(query, {"_id": 1})]
@@ -235,7 +238,7 @@ class MongoBackend(MetadataStore, ListenerStorage, DataBackend, JobStore):
             coll.delete_one({"_id": old["_id"]}, session=session)
             self._enqueue(specs, [old["_id"], new["_id"]], session)
 
-        with translate_errors(f"update {table!r}"):
+        with translate_errors(f"update {table!r}", self.safe_uri):
             self._write(write)
         return 1
 
@@ -243,7 +246,7 @@ class MongoBackend(MetadataStore, ListenerStorage, DataBackend, JobStore):
         coll = self._require(table)
         query = self._filter(table, where)
         specs = self.listeners_on(table)
-        with translate_errors(f"delete from {table!r}"):
+        with translate_errors(f"delete from {table!r}", self.safe_uri):
             if not specs:
                 return int(coll.delete_many(query).deleted_count)
             ids = [d["_id"] for d in coll.find(query, {"_id": 1})]
@@ -257,6 +260,9 @@ class MongoBackend(MetadataStore, ListenerStorage, DataBackend, JobStore):
 
                 deleted += int(self._write(write))
             return deleted
+
+
+translate_public_methods(MongoBackend)  # no pymongo error leaves a store method bare
 
 
 def _inserted(coll: t.Any, ids: list, exc: BaseException) -> list:

@@ -33,7 +33,7 @@ from pinnacle.plugins.mongodb.vectors import to_bson
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MongoClaim", "claim", "next_seq", "conditional_upserts"]
+__all__ = ["MongoClaim", "claim", "next_seq", "conditional_upserts", "upsert_outcome"]
 
 COUNTERS = "_pinnacle_counters"
 #: Longest wait of a writer for a worker that holds the entries of the rows it wrote.
@@ -126,31 +126,85 @@ def _claim_sources(queue: t.Any, natives: list, owner: ObjectId, lease: float) -
 
 def conditional_upserts(coll: t.Any, ops: list[tuple[dict, dict]], bulk: bool) -> list[bool]:
     """Run ``update_one(filter, update, upsert=True)`` for each op; ``False`` where a newer
-    document made the upsert collide with the unique index (error 11000)."""
-    from pymongo import UpdateOne
-    from pymongo.errors import BulkWriteError, DuplicateKeyError
+    document made the upsert collide with the unique index (error 11000).
 
-    done: list[bool] = []
-    for part in chunks(ops, 1000):
-        if not bulk:  # mongomock has no bulk_write for this pymongo
-            for query, update in part:
-                try:
-                    coll.update_one(query, update, upsert=True)
-                    done.append(True)
-                except DuplicateKeyError:
-                    done.append(False)
-            continue
-        try:
-            coll.bulk_write([UpdateOne(q, u, upsert=True) for q, u in part], ordered=False)
-            done.extend([True] * len(part))
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            other = [e for e in errors if e.get("code") != 11000]
-            if other:
-                raise
-            lost = {e["index"] for e in errors}
-            done.extend(i not in lost for i in range(len(part)))
+    ``bulk``: unordered ``update`` commands of at most :data:`BULK_OPS` ops and
+    :data:`BULK_BYTES` bytes, each reply read by :func:`upsert_outcome`; else one
+    ``update_one`` per op (mongomock: its ``bulk_write`` does not work with this pymongo)."""
+    from pymongo.errors import DuplicateKeyError
+
+    if not bulk:
+        done: list[bool] = []
+        for query, update in ops:
+            try:
+                coll.update_one(query, update, upsert=True)
+                done.append(True)
+            except DuplicateKeyError:
+                done.append(False)
+        return done
+    from bson import SON
+
+    done = []
+    for part in _command_batches([{"q": q, "u": u, "upsert": True} for q, u in ops]):
+        reply = coll.database.command(SON([("update", coll.name), ("updates", part), ("ordered", False)]))
+        done += upsert_outcome(reply, part)
     return done
+
+
+#: Ops per bulk ``update`` command (the server takes up to 100,000).
+BULK_OPS = 1000
+#: Bytes of ops per bulk ``update`` command (a command is one BSON document: at most 16 MiB).
+BULK_BYTES = 8 * 1024 * 1024
+
+
+def _command_batches(statements: list[dict]) -> t.Iterator[list[dict]]:
+    from bson import encode
+
+    part: list[dict] = []
+    size = 0
+    for statement in statements:
+        n = len(encode(statement))
+        if part and (len(part) >= BULK_OPS or size + n > BULK_BYTES):
+            yield part
+            part, size = [], 0
+        part.append(statement)
+        size += n
+    if part:
+        yield part
+
+
+def upsert_outcome(reply: t.Mapping[str, t.Any], statements: list[dict]) -> list[bool]:
+    """Which ``statements`` of an unordered ``update`` command landed, from the server's reply.
+
+    An error 11000 (the unique index: a newer document is there) marks its statement as
+    not landed; any other write error or a write concern error raises
+    :class:`~pymongo.errors.BulkWriteError`. Fields a reply may lack are not needed: some
+    servers leave out ``nModified`` when every write errored (pymongo's own ``bulk_write``
+    then fails with ``KeyError: 'nModified'``).
+
+    Example:
+        >>> reply = {"ok": 1.0, "n": 0, "writeErrors": [{"index": 0, "code": 11000, "errmsg": "E11000 duplicate key"}]}
+        >>> upsert_outcome(reply, [{"q": {}, "u": {}, "upsert": True}])
+        [False]
+    """
+    from pymongo.errors import BulkWriteError
+
+    errors = list(reply.get("writeErrors") or [])
+    concern = reply.get("writeConcernError")
+    other = [e for e in errors if e.get("code") != 11000]
+    if other or concern:
+        for e in errors:
+            index = e.get("index")
+            if isinstance(index, int) and 0 <= index < len(statements):
+                e.setdefault("op", statements[index])
+        raise BulkWriteError({
+            "writeErrors": sorted(errors, key=lambda e: e.get("index", 0)),
+            "writeConcernErrors": [concern] if concern else [],
+            "nInserted": 0, "nUpserted": len(reply.get("upserted") or []), "nMatched": int(reply.get("n", 0)),
+            "nModified": int(reply.get("nModified", 0)), "nRemoved": 0, "upserted": list(reply.get("upserted") or []),
+        })
+    lost = {e.get("index") for e in errors}
+    return [i not in lost for i in range(len(statements))]
 
 
 class MongoClaim(Claim):
@@ -167,10 +221,13 @@ class MongoClaim(Claim):
         self._open = bool(items)
 
     def release(self) -> None:
+        from pinnacle.plugins.mongodb.values import translate_errors
+
         if self._open:
             self._open = False
-            queue = self.backend.db[self.spec.queue_table]
-            queue.update_many({"owner": self.owner}, {"$set": {"owner": None, "claimed_until": 0.0}})
+            with translate_errors(f"release claimed work of {self.spec.identifier!r}", self.backend.safe_uri):
+                queue = self.backend.db[self.spec.queue_table]
+                queue.update_many({"owner": self.owner}, {"$set": {"owner": None, "claimed_until": 0.0}})
 
     def commit(self, result: WorkResult) -> tuple[set, float]:
         from pinnacle.plugins.mongodb.values import translate_errors
@@ -178,7 +235,7 @@ class MongoClaim(Claim):
         now = time.time()
         if not self.items:
             return set(), now
-        with translate_errors(f"commit outputs of {self.spec.identifier!r}"):
+        with translate_errors(f"commit outputs of {self.spec.identifier!r}", self.backend.safe_uri):
             committed = self._write(result, now)
         self._open = False
         return committed, now

@@ -40,8 +40,10 @@ class ListenerStorage:
     """Mixin of :class:`~pinnacle.plugins.mongodb.backend.MongoBackend` for listener storage."""
 
     db: t.Any
+    safe_uri: str
     options: t.Any
     change_streams: bool
+    aggregations: t.Any  # :class:`~pinnacle.plugins.mongodb.aggregations.Aggregations`
 
     def __init__(self) -> None:
         self._specs_at = -1e9
@@ -83,7 +85,7 @@ class ListenerStorage:
         validate_identifier(spec.table, "table name")
         self._ensure_collection(spec.table)  # type: ignore[attr-defined]
         source = self.db[spec.table]
-        with translate_errors(f"create listener {spec.identifier!r}"):
+        with translate_errors(f"create listener {spec.identifier!r}", self.safe_uri):
             if source.find_one({}, {"_id": 1}) is not None:
                 missing = [k for k in spec.key_columns if source.find_one({k: {"$exists": True}}, {"_id": 1}) is None]
                 if missing:
@@ -113,7 +115,7 @@ class ListenerStorage:
         return enqueued
 
     def drop_listener(self, spec: ListenerSpec) -> None:
-        with translate_errors(f"drop listener {spec.identifier!r}"):
+        with translate_errors(f"drop listener {spec.identifier!r}", self.safe_uri):
             self.db[LISTENERS].delete_one({"_id": spec.storage_name})
             self._forget_specs()
             for name in (spec.outputs_table, spec.queue_table, spec.failed_table):
@@ -132,7 +134,7 @@ class ListenerStorage:
 
     # -- draining ---------------------------------------------------------------------------
     def claim_work(self, spec: ListenerSpec, limit: int, sources=None) -> MongoClaim:
-        with translate_errors(f"claim work of {spec.identifier!r}"):
+        with translate_errors(f"claim work of {spec.identifier!r}", self.safe_uri):
             return claim(self, spec, limit, sources)
 
     def pending_sources(self, spec: ListenerSpec, after=None, limit: int = 1000) -> list[tuple[t.Any, t.Any]]:
@@ -146,7 +148,7 @@ class ListenerStorage:
         """Enqueue documents written by other clients: from the change stream where the server
         has one, and by a reconcile pass (every call without a change stream; at start and
         every ``reconcile_every`` seconds with one)."""
-        with translate_errors("capture writes of other clients"):
+        with translate_errors("capture writes of other clients", self.safe_uri):
             registered = {s.storage_name for s in self._all_specs()}
             specs = [s for s in specs if s.storage_name in registered]
             if not specs:
@@ -199,8 +201,13 @@ class ListenerStorage:
             yield public_id(doc["_source"]), float(doc["_updated_at"])
 
     def outputs_version(self, spec: ListenerSpec) -> tuple[int, float]:
+        outputs = self.db[spec.outputs_table]
+        if not self.aggregations.has("max"):  # a server without the $max accumulator
+            newest = list(outputs.find(LIVE, {"_id": 0, "_updated_at": 1}).sort("_updated_at", -1).limit(1))
+            n = int(outputs.count_documents(LIVE))
+            return (n, float(newest[0].get("_updated_at") or 0.0)) if n and newest else (0, 0.0)
         pipeline = [{"$match": LIVE}, {"$group": {"_id": None, "n": {"$sum": 1}, "latest": {"$max": "$_updated_at"}}}]
-        found = list(self.db[spec.outputs_table].aggregate(pipeline))
+        found = list(outputs.aggregate(pipeline))
         if not found:
             return 0, 0.0
         return int(found[0]["n"]), float(found[0]["latest"] or 0.0)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import typing as t
@@ -105,11 +106,31 @@ class MetadataStore:
                 pass
 
     def get_artifact(self, sha256: str) -> bytes:
-        rows = list(self.db[ARTIFACTS].find({"sha256": sha256}, {"_id": 0, "part": 1, "parts": 1, "data": 1}).sort("part", 1))
-        if not rows or len(rows) != rows[0]["parts"]:
+        """The artifact's bytes, read one part per server reply (``batch_size(1)``): a reply
+        then holds one part (at most ``ARTIFACT_PART`` bytes), whatever the server's own
+        batching (one that does not split batches at 16 MiB would otherwise send the whole
+        artifact, e.g. 90 MB, in one reply, above pymongo's 48 MB message limit)."""
+        cursor = (
+            self.db[ARTIFACTS]
+            .find({"sha256": sha256}, {"_id": 0, "part": 1, "parts": 1, "data": 1})
+            .sort("part", 1)
+            .batch_size(1)
+        )
+        out = io.BytesIO()  # grows in place and hands its buffer over: about one copy in memory
+        read, parts = 0, None
+        try:
+            for row in cursor:
+                parts = row["parts"] if parts is None else parts
+                if row["part"] != read:
+                    break  # a part is missing (a crashed writer's leftovers)
+                out.write(row["data"])
+                read += 1
+        finally:
+            cursor.close()
+        if not read or read != parts:
             raise NotFoundError(f"Artifact {sha256[:12]} is missing from {self.safe_uri}.")
-        return b"".join(bytes(r["data"]) for r in rows)
+        return out.getvalue()
 
     def has_artifact(self, sha256: str) -> bool:
-        rows = list(self.db[ARTIFACTS].find({"sha256": sha256}, {"_id": 0, "parts": 1}))
+        rows = list(self.db[ARTIFACTS].find({"sha256": sha256}, {"_id": 0, "parts": 1}))  # small: no data
         return bool(rows) and len(rows) == rows[0]["parts"]

@@ -1,7 +1,7 @@
 """Finding documents whose output is missing or stale, whoever wrote them.
 
 The reconcile pass is an anti-join of a collection with a listener's outputs (``$lookup``
-on ``_id`` = ``_source``): a document is *settled* when its output was computed from its
+on ``_id`` = ``_source``; batched ``$in`` queries on servers without ``$lookup``): a document is *settled* when its output was computed from its
 current key values (the output keeps a hash of them in ``_key_hash``) or when its failure
 was recorded for those values; an output whose document is gone is stale too. Unsettled
 ones are queued. It catches inserts, key updates and deletes made by other clients (and
@@ -56,34 +56,95 @@ def settled(doc: t.Optional[dict], output: t.Optional[dict], failure_hash: t.Opt
 
 def reconcile(backend: t.Any, spec: ListenerSpec) -> int:
     """Queue every document of ``spec.table`` whose output is missing or stale, and every
-    output whose document is gone. Returns how many ids were queued."""
-    db = backend.db
+    output whose document is gone. Returns how many ids were queued.
+
+    With ``$lookup`` where the server runs it (:class:`~pinnacle.plugins.mongodb.aggregations.Aggregations`),
+    else with the same reads done in batches of :data:`BATCH` ids."""
+    if _has_lookup(backend):
+        candidates = _unsettled_by_lookup(backend.db, spec) + _orphans_by_lookup(backend.db, spec)
+    else:
+        candidates = _unsettled_in_batches(backend.db, spec) + _orphans_in_batches(backend.db, spec)
+    _purge_tombstones(backend, spec)
+    queued = capture_sources(backend, spec, candidates) if candidates else 0
+    if queued:
+        logger.info("Listener %r: reconcile queued %d document(s) written outside pinnacle", spec.identifier, queued)
+    return queued
+
+
+#: Ids per round of the batched reconcile pass (one ``$in`` query per collection and round).
+BATCH = 1000
+
+
+def _has_lookup(backend: t.Any) -> bool:
+    aggregations = getattr(backend, "aggregations", None)
+    return True if aggregations is None else aggregations.has("lookup")
+
+
+def _unsettled_by_lookup(db: t.Any, spec: ListenerSpec) -> list:
     keys = spec.key_columns
-    candidates: list[t.Any] = []
     pipeline = [
         {"$lookup": {"from": spec.outputs_table, "localField": "_id", "foreignField": "_source", "as": _OUT}},
         {"$lookup": {"from": spec.failed_table, "localField": "_id", "foreignField": "_source", "as": _FAILED}},
         {"$project": {**{k: 1 for k in keys},
                       f"{_OUT}._key_hash": 1, f"{_OUT}._deleted": 1, f"{_FAILED}._key_hash": 1}},
     ]
+    found = []
     for doc in db[spec.table].aggregate(pipeline, batchSize=2000):
         outs, fails = doc.pop(_OUT, []), doc.pop(_FAILED, [])
         failure = fails[0].get("_key_hash") if fails else None
         if not settled(doc, outs[0] if outs else None, failure, keys):
-            candidates.append(doc["_id"])
+            found.append(doc["_id"])
+    return found
+
+
+def _orphans_by_lookup(db: t.Any, spec: ListenerSpec) -> list:
+    """Sources of live outputs and of failures whose document is gone."""
     orphans = [
         {"$match": {"_deleted": {"$ne": True}}},
         {"$lookup": {"from": spec.table, "localField": "_source", "foreignField": "_id", "as": "_pinnacle_doc"}},
         {"$project": {"_source": 1, "found": {"$size": "$_pinnacle_doc"}}},
         {"$match": {"found": 0}},
     ]
-    for name in (spec.outputs_table, spec.failed_table):  # outputs and failures of deleted documents
-        candidates.extend(o["_source"] for o in db[name].aggregate(orphans, batchSize=2000))
-    _purge_tombstones(backend, spec)
-    queued = capture_sources(backend, spec, candidates) if candidates else 0
-    if queued:
-        logger.info("Listener %r: reconcile queued %d document(s) written outside pinnacle", spec.identifier, queued)
-    return queued
+    return [o["_source"] for name in (spec.outputs_table, spec.failed_table) for o in db[name].aggregate(orphans, batchSize=2000)]
+
+
+def _batches(cursor: t.Iterable[dict]) -> t.Iterator[list[dict]]:
+    part: list[dict] = []
+    for doc in cursor:
+        part.append(doc)
+        if len(part) >= BATCH:
+            yield part
+            part = []
+    if part:
+        yield part
+
+
+def _unsettled_in_batches(db: t.Any, spec: ListenerSpec) -> list:
+    """:func:`_unsettled_by_lookup` without ``$lookup``: the documents' key fields in batches,
+    and for each batch their outputs and failures by ``$in``."""
+    keys = spec.key_columns
+    found = []
+    cursor = db[spec.table].find({}, {k: 1 for k in keys}, batch_size=2000)
+    for part in _batches(cursor):
+        ids = [d["_id"] for d in part]
+        outputs = {o["_source"]: o for o in db[spec.outputs_table].find(
+            {"_source": {"$in": ids}}, {"_source": 1, "_key_hash": 1, "_deleted": 1})}
+        failures = {f["_source"]: f.get("_key_hash") for f in db[spec.failed_table].find(
+            {"_source": {"$in": ids}}, {"_source": 1, "_key_hash": 1})}
+        found += [d["_id"] for d in part if not settled(d, outputs.get(d["_id"]), failures.get(d["_id"]), keys)]
+    return found
+
+
+def _orphans_in_batches(db: t.Any, spec: ListenerSpec) -> list:
+    """:func:`_orphans_by_lookup` without ``$lookup``: sources in batches, and which of them
+    still have a document by ``$in``."""
+    found = []
+    for name, match in ((spec.outputs_table, {"_deleted": {"$ne": True}}), (spec.failed_table, {})):
+        for part in _batches(db[name].find(match, {"_id": 0, "_source": 1}, batch_size=2000)):
+            sources = [o["_source"] for o in part]
+            alive = {d["_id"] for d in db[spec.table].find({"_id": {"$in": sources}}, {"_id": 1})}
+            found += [s for s in sources if s not in alive]
+    return found
 
 
 def _purge_tombstones(backend: t.Any, spec: ListenerSpec) -> None:

@@ -12,18 +12,20 @@ native MongoDB filters pass through: ``{"n": {"$gt": 3}}``, ``{"$or": [...]}``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import typing as t
 
-from bson import ObjectId
+from bson import Int64, ObjectId
+from bson.binary import Binary
 from bson import encode as bson_encode
 
-from pinnacle.errors import BackendError, ConfigError
+from pinnacle.errors import ConfigError
+from pinnacle.plugins.mongodb.errors import translate_errors
 from pinnacle.plugins.mongodb.vectors import from_bson
 
 __all__ = [
     "public_id",
+    "plain",
     "native_ids",
     "translate_where",
     "public_row",
@@ -39,8 +41,34 @@ _LIST_OPERATORS = ("$in", "$nin")
 
 
 def public_id(value: t.Any) -> t.Any:
-    """The id pinnacle shows: an ObjectId's hex string, anything else unchanged."""
-    return str(value) if isinstance(value, ObjectId) else value
+    """The id pinnacle shows: an ObjectId's hex string, an ``Int64`` as ``int``, anything else unchanged."""
+    if isinstance(value, ObjectId):
+        return str(value)
+    return int(value) if type(value) is Int64 else value
+
+
+def plain(value: t.Any) -> t.Any:
+    """A stored value as Python's own types, whichever way it was decoded: pymongo decodes
+    BSON int64 as ``Int64`` and binary subtype 0 as ``bytes``; mongomock keeps ``int`` and
+    ``Binary``. Both become ``int`` and ``bytes`` (nested documents and arrays too).
+
+    Example:
+        >>> import bson
+        >>> type(bson.decode(bson.encode({"n": 2**40}))["n"]).__name__  # what a server hands back
+        'Int64'
+        >>> plain(bson.decode(bson.encode({"n": 2**40, "m": {"k": [2**40]}, "b": Binary(b"ab", 0)})))
+        {'n': 1099511627776, 'm': {'k': [1099511627776]}, 'b': b'ab'}
+    """
+    kind = type(value)
+    if kind is dict:
+        return {k: plain(v) for k, v in value.items()}
+    if kind is list:
+        return [plain(v) for v in value]
+    if kind is Int64:
+        return int(value)
+    if kind is Binary and value.subtype == 0:
+        return bytes(value)
+    return value
 
 
 def native_ids(value: t.Any) -> list[t.Any]:
@@ -120,7 +148,7 @@ def _condition(key: str, value: t.Any) -> t.Any:
 
 def public_row(doc: t.Mapping[str, t.Any], internal: bool = False) -> dict:
     """A stored document as pinnacle shows it (``internal``: one of pinnacle's collections)."""
-    row = dict(doc)
+    row = {k: plain(v) for k, v in doc.items()}
     if "_id" in row:
         row["_id"] = public_id(row["_id"])
     if internal:
@@ -178,29 +206,3 @@ def chunks(items: t.Sequence[t.Any], size: int = 5000) -> t.Iterator[list[t.Any]
     items = list(items)
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-@contextlib.contextmanager
-def translate_errors(what: str) -> t.Iterator[None]:
-    """Driver errors as pinnacle errors: bad values are :class:`ConfigError`, the rest :class:`BackendError`."""
-    from bson.errors import InvalidDocument
-    from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
-
-    try:
-        yield
-    except (InvalidDocument, OverflowError) as exc:
-        raise ConfigError(f"{what}: a value cannot be stored in MongoDB: {exc}") from exc
-    except (DuplicateKeyError, BulkWriteError) as exc:
-        details = getattr(exc, "details", None) or {}
-        errors = details.get("writeErrors") or []
-        if isinstance(exc, DuplicateKeyError) or any(e.get("code") == 11000 for e in errors):
-            raise BackendError(f"{what} failed: duplicate _id ({_first_message(exc, errors)})", exc) from exc
-        raise BackendError(f"{what} failed: {_first_message(exc, errors)}", exc) from exc
-    except PyMongoError as exc:
-        if getattr(exc, "code", None) == 66 or "immutable" in str(exc):
-            raise ConfigError(f"{what}: {exc}") from exc
-        raise BackendError(f"{what} failed: {exc}", exc) from exc
-
-
-def _first_message(exc: BaseException, errors: list) -> str:
-    return str(errors[0].get("errmsg", exc)) if errors else str(exc)

@@ -1,8 +1,16 @@
-"""Fixtures of the MongoDB plugin tests: a fresh mongomock database, a raw client on it,
-a backend-level listener, and a Datalayer with a fast model."""
+"""Fixtures of the MongoDB plugin tests: a fresh database, a raw client on it, a
+backend-level listener, and a Datalayer with a fast model.
+
+Every test that takes ``mongo_uri`` (through ``backend``, ``raw``, ``listening``, ``mdb``)
+runs twice: ``[mongomock]`` always, ``[mongodb]`` on the server named by
+``PINNACLE_MONGODB_URI`` (skipped when it is not set; a server that cannot be reached
+skips too, or fails under ``CI=true``). Each gets a database of its own, dropped afterwards.
+A test that can only run on mongomock says why with ``@pytest.mark.mongomock_only("reason")``.
+"""
 
 from __future__ import annotations
 
+import os
 import uuid as _uuid
 
 import pytest
@@ -15,19 +23,53 @@ from pinnacle.backends.base import ListenerSpec  # noqa: E402
 from pinnacle.plugins.mongodb.client import open_raw  # noqa: E402
 
 from mongo_models import Letters  # noqa: E402
+from mongo_servers import SERVER, UNSET, database_uri, unreachable  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "mongomock_only(reason): a MongoDB plugin test that runs on mongomock only, and why")
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("mongomock", marks=pytest.mark.mongomock),
+        pytest.param("mongodb", marks=pytest.mark.mongodb),
+    ]
+)
+def mongo_kind(request) -> str:
+    """``mongomock`` or ``mongodb`` (the server of ``PINNACLE_MONGODB_URI``)."""
+    if request.param == "mongodb":
+        only = request.node.get_closest_marker("mongomock_only")
+        if only is not None:
+            pytest.skip(f"mongomock only: {only.args[0] if only.args else only.kwargs.get('reason', '')}")
+        if not SERVER:
+            pytest.skip(UNSET)
+        reason = unreachable(SERVER)
+        if reason is not None:
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail(f"{reason} (CI=true: server tests must run, not skip)", pytrace=False)
+            pytest.skip(reason)
+    return request.param
 
 
 @pytest.fixture
-def mongo_uri():
-    uri = f"mongomock://localhost/pn_mongo_{_uuid.uuid4().hex[:12]}"
+def mongo_uri(mongo_kind):
+    uri = database_uri(mongo_kind, f"pn_mongo_{_uuid.uuid4().hex[:12]}")
     yield uri
     client, database = open_raw(uri)
     client.drop_database(database.name)
+    client.close()
+
+
+@pytest.fixture
+def on_server(mongo_kind) -> bool:
+    """Whether this test runs on a real server (pymongo decodes what it sends back)."""
+    return mongo_kind == "mongodb"
 
 
 @pytest.fixture
 def backend(mongo_uri):
-    """A MongoBackend on an empty mongomock database."""
+    """A MongoBackend on an empty database."""
     from pinnacle.plugins.mongodb import connect
 
     found = connect(mongo_uri)
@@ -40,6 +82,7 @@ def raw(mongo_uri):
     """The same database through a separate client: another application."""
     client, database = open_raw(mongo_uri)
     yield database
+    client.close()
 
 
 @pytest.fixture

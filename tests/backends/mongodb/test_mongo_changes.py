@@ -178,7 +178,7 @@ def test_worker_polls_the_stream_and_reconciles_at_start_then_every_interval(lis
 def test_without_a_stream_every_drain_reconciles(mongo_uri, spec, monkeypatch, every, expected):
     from pinnacle.plugins.mongodb import connect, listeners
 
-    backend = connect(mongo_uri, reconcile_every=every)
+    backend = connect(mongo_uri, reconcile_every=every, change_stream="off")  # as on a standalone server
     backend.insert("docs", [{"_id": "a", "text": "x"}])
     backend.create_listener(spec)
     backend._reconciled.clear()
@@ -187,3 +187,4 @@ def test_without_a_stream_every_drain_reconciles(mongo_uri, spec, monkeypatch, e
     for _ in range(3):
         backend.capture_outside_writes([spec])
     assert len(passes) == expected
+    backend.close()

@@ -1,8 +1,13 @@
-"""The reconcile pass: writes by other clients (no change stream) are found and computed."""
+"""The reconcile pass: writes by other clients (no change stream) are found and computed.
+
+Every test runs twice: ``[lookup]`` with ``$lookup`` and ``$max`` as MongoDB has them,
+``[batched]`` on a server that refuses both (the probe says so, the batched queries run).
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from bson import ObjectId
 
 import pinnacle
@@ -10,6 +15,14 @@ from pinnacle.backends.base import Failure, WorkResult
 from pinnacle.plugins.mongodb.reconcile import capture_sources, reconcile
 
 from mongo_models import letters
+from refusing import refuse
+
+
+@pytest.fixture(params=["lookup", "batched"], autouse=True)
+def aggregation(request, monkeypatch) -> str:
+    if request.param == "batched":
+        refuse(monkeypatch, "lookup", "max")
+    return request.param
 
 
 def _done(backend, spec):
