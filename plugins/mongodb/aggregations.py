@@ -70,8 +70,9 @@ class Aggregations:
         try:
             answer = list(state.aggregate([{"$match": {"_id": PROBE_KEY}}, *pipeline]))
         except OperationFailure as exc:
+            reason = (exc.details or {}).get("errmsg") or str(exc)
             logger.warning("%s does not run %s (%s); pinnacle uses batched queries instead",
-                           self.where or "The server", _NAMES[feature], str(exc).splitlines()[0][:200])
+                           self.where or "The server", _NAMES[feature], reason.splitlines()[0][:200])
             return False
         if answer != expected:
             logger.warning("%s answered %s wrongly (%r, expected %r); pinnacle uses batched queries instead",

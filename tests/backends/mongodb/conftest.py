@@ -2,10 +2,12 @@
 backend-level listener, and a Datalayer with a fast model.
 
 Every test that takes ``mongo_uri`` (through ``backend``, ``raw``, ``listening``, ``mdb``)
-runs twice: ``[mongomock]`` always, ``[mongodb]`` on the server named by
-``PINNACLE_MONGODB_URI`` (skipped when it is not set; a server that cannot be reached
-skips too, or fails under ``CI=true``). Each gets a database of its own, dropped afterwards.
-A test that can only run on mongomock says why with ``@pytest.mark.mongomock_only("reason")``.
+runs three times: ``[mongomock]`` (in memory), ``[wire]`` (mongomock behind the MongoDB
+wire protocol, ``wire_server.py``, in this process: pymongo's real network path, encoding
+and decoding), and ``[mongodb]`` on the server named by ``PINNACLE_MONGODB_URI`` (skipped
+when it is not set; a server that cannot be reached skips too, or fails under ``CI=true``).
+Each gets a database of its own, dropped afterwards. A test that can only run on mongomock
+says why with ``@pytest.mark.mongomock_only("reason")``.
 """
 
 from __future__ import annotations
@@ -30,18 +32,32 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "mongomock_only(reason): a MongoDB plugin test that runs on mongomock only, and why")
 
 
+@pytest.fixture(scope="session")
+def wire_server():
+    """mongomock behind the MongoDB wire protocol on a free local port (``wire_server.py``)."""
+    from wire_server import serve
+
+    server = serve()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture(
     params=[
         pytest.param("mongomock", marks=pytest.mark.mongomock),
+        pytest.param("wire", marks=pytest.mark.mongomock),
         pytest.param("mongodb", marks=pytest.mark.mongodb),
     ]
 )
 def mongo_kind(request) -> str:
-    """``mongomock`` or ``mongodb`` (the server of ``PINNACLE_MONGODB_URI``)."""
-    if request.param == "mongodb":
+    """``mongomock``, ``wire`` (mongomock through pymongo's network path) or ``mongodb``
+    (the server of ``PINNACLE_MONGODB_URI``)."""
+    if request.param != "mongomock":
         only = request.node.get_closest_marker("mongomock_only")
         if only is not None:
             pytest.skip(f"mongomock only: {only.args[0] if only.args else only.kwargs.get('reason', '')}")
+    if request.param == "mongodb":
         if not SERVER:
             pytest.skip(UNSET)
         reason = unreachable(SERVER)
@@ -53,18 +69,13 @@ def mongo_kind(request) -> str:
 
 
 @pytest.fixture
-def mongo_uri(mongo_kind):
-    uri = database_uri(mongo_kind, f"pn_mongo_{_uuid.uuid4().hex[:12]}")
+def mongo_uri(mongo_kind, request):
+    name = f"pn_mongo_{_uuid.uuid4().hex[:12]}"
+    uri = request.getfixturevalue("wire_server").uri(name) if mongo_kind == "wire" else database_uri(mongo_kind, name)
     yield uri
     client, database = open_raw(uri)
     client.drop_database(database.name)
     client.close()
-
-
-@pytest.fixture
-def on_server(mongo_kind) -> bool:
-    """Whether this test runs on a real server (pymongo decodes what it sends back)."""
-    return mongo_kind == "mongodb"
 
 
 @pytest.fixture

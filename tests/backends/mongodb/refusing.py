@@ -16,13 +16,14 @@ def _uses(pipeline: t.Any, key: str) -> bool:
     return False
 
 
-def refuse(monkeypatch, *features: str, seen: t.Optional[list] = None) -> None:
-    """Make every collection's ``aggregate`` (mongomock's and pymongo's) refuse ``features``
-    (``"lookup"``, ``"max"``); ``seen`` collects every pipeline that was run."""
+def refuse(monkeypatch, *features: str, seen: t.Optional[list] = None, classes: t.Optional[list] = None) -> None:
+    """Make every collection's ``aggregate`` refuse ``features`` (``"lookup"``, ``"max"``);
+    ``seen`` collects every pipeline that was run. ``classes``: the collection classes to
+    patch (default: mongomock's and pymongo's)."""
     import mongomock.collection
     import pymongo.collection
 
-    for cls in {mongomock.collection.Collection, pymongo.collection.Collection}:
+    for cls in classes or {mongomock.collection.Collection, pymongo.collection.Collection}:
         real = cls.aggregate
 
         def aggregate(self, pipeline, *args, _real=real, **kwargs):

@@ -30,9 +30,9 @@ def _outside_writes(raw, spec):
                                        "failed_at": time.time(), "_seq": 1, "_key_hash": "h"})
 
 
-def test_the_probe_runs_once_and_finds_both_on_mongodb_and_mongomock(backend, monkeypatch):
+def test_the_probe_runs_once_and_finds_both_on_mongodb_mongomock_and_the_wire(backend, monkeypatch):
     seen: list = []
-    refuse(monkeypatch, seen=seen)  # refuses nothing: records the pipelines
+    refuse(monkeypatch, seen=seen, classes=[type(backend.db["_pinnacle_state"])])  # refuses nothing: records the client's pipelines
     assert backend.aggregations.has("lookup") and backend.aggregations.has("lookup") and backend.aggregations.has("max")
     probes = [p for p in seen if p[0] == {"$match": {"_id": aggregations.PROBE_KEY}}]
     assert len(probes) == 2  # one per feature, then remembered
@@ -85,9 +85,8 @@ def test_the_batched_pass_reads_in_batches(listening, spec, raw, monkeypatch):
 
 
 def test_a_wrong_answer_counts_as_unsupported(backend, monkeypatch):
-    import mongomock.collection
-
-    monkeypatch.setattr(mongomock.collection.Collection, "aggregate", lambda self, pipeline, **kw: iter([{"found": 0}]))
+    state = type(backend.db["_pinnacle_state"])  # mongomock's Collection, or pymongo's
+    monkeypatch.setattr(state, "aggregate", lambda self, pipeline, **kw: iter([{"found": 0}]))
     found = aggregations.Aggregations(backend.db, backend.safe_uri)
     assert found.has("lookup") is False
 

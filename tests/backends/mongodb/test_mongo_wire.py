@@ -283,3 +283,99 @@ def test_a_stale_bulk_commit_whose_every_write_errored(listening, spec, raw, mon
         assert claim.commit(WorkResult(outputs=[("c", b"cccc")]))[0] == {"c"}
     monkeypatch.undo()
     assert dict(listening.read_outputs(spec))["c"] == b"cccc"
+
+
+# -- the same, through pymongo's network path: a MongoDB-compatible server that behaves so ----
+@pytest.fixture
+def odd_server():
+    """``odd_server(**flags)``: the URI of a fresh database on a wire server (``wire_server.py``:
+    mongomock behind the wire protocol) with ``flags`` (``split``, ``without``,
+    ``omit_nmodified``, ``max_message``), stopped after the test."""
+    from wire_server import Backend, serve
+
+    servers = []
+
+    def start(**flags):
+        server = serve(0, Backend(**flags))
+        servers.append(server)
+        return server.uri("pn_odd")
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_over_the_wire_a_server_that_does_not_split_replies(odd_server, monkeypatch):
+    from pinnacle.plugins.mongodb import connect
+
+    monkeypatch.setattr(metadata, "ARTIFACT_PART", 1024 * 1024)
+    uri = odd_server(split=False, max_message=4_000_000)  # scaled: 1 MB parts, a 4 MB message limit
+    backend = connect(uri)
+    data = np.random.default_rng(0).bytes(6 * 1024 * 1024)
+    backend.put_artifact("c" * 64, data)
+    assert backend.get_artifact("c" * 64) == data
+    with pytest.raises(ProtocolError, match="larger than server max message size"):  # the former read
+        list(backend.db["_pinnacle_artifacts"].find({"sha256": "c" * 64}).sort("part", 1))
+    backend.close()
+
+
+def test_over_the_wire_a_reply_without_nModified(odd_server):
+    from pymongo import UpdateOne
+
+    from pinnacle.plugins.mongodb import connect
+
+    backend = connect(odd_server(omit_nmodified=True))
+    coll = backend.db["_outputs__x"]
+    coll.create_index("_source", unique=True)
+    coll.insert_one({"_source": "s", "_seq": 9})
+    stale = [UpdateOne({"_source": "s", "_seq": {"$lt": 5}}, {"$set": {"_seq": 5}}, upsert=True)]
+    with pytest.raises(KeyError, match="nModified"):  # pymongo's own bulk_write on such a server
+        coll.bulk_write(stale, ordered=False)
+    ops = [({"_source": "s", "_seq": {"$lt": 5}}, {"$set": {"_seq": 5}}), ({"_source": "t", "_seq": {"$lt": 5}}, {"$set": {"_seq": 5}})]
+    assert claims.conditional_upserts(coll, ops[:1], bulk=True) == [False]  # every write errored
+    assert claims.conditional_upserts(coll, ops, bulk=True) == [False, True]
+    assert coll.find_one({"_source": "s"})["_seq"] == 9 and coll.find_one({"_source": "t"})["_seq"] == 5
+    backend.close()
+
+
+def test_over_the_wire_a_server_without_lookup_and_max(odd_server):
+    from pinnacle.plugins.mongodb import connect
+    from pinnacle.plugins.mongodb.client import open_raw
+
+    uri = odd_server(without=["lookup", "max"])
+    db = pinnacle.connect(uri)
+    db["docs"].insert([{"_id": "d1", "text": "alpha"}, {"_id": 2**40, "text": "beta"}])
+    from mongo_models import Letters
+
+    db.apply(pinnacle.Listener("emb", model=Letters(identifier="letters"), key="text", select=db["docs"]))
+    assert db.backend.aggregations.known["lookup"] is False  # the backfill ran the batched pass
+    _, raw = open_raw(uri)
+    raw["docs"].insert_one({"_id": "d3", "text": "gamma"})  # another application
+    raw["docs"].delete_one({"_id": "d1"})
+    stats = db.drain()
+    assert (stats.outputs, stats.removed) == (1, 1)
+    outputs = db.outputs("emb")
+    assert set(outputs) == {2**40, "d3"} and all(type(k) in (int, str) for k in outputs)
+    spec = next(iter(db.backend.listeners_on("docs")))
+    assert db.backend.outputs_version(spec)[0] == 2
+    assert db.backend.aggregations.known == {"lookup": False, "max": False}
+    db.close()
+    assert connect(uri).aggregations.has("lookup") is False
+
+
+def test_over_the_wire_a_stale_commit_whose_every_write_errored(odd_server):
+    from pinnacle.backends.base import ListenerSpec
+    from pinnacle.plugins.mongodb import connect
+
+    backend = connect(odd_server(omit_nmodified=True))
+    spec = ListenerSpec("emb", "docs", ("text",), "uuid-1")
+    backend.insert("docs", [{"_id": "a", "text": "x"}, {"_id": "b", "text": "y"}])
+    backend.create_listener(spec)
+    old = backend.claim_work(spec, 10)
+    for s in "ab":  # newer results meanwhile: every upsert of the old claim hits the unique index
+        backend.db[spec.outputs_table].insert_one({"_source": s, "_output": b"new!", "_seq": 99, "_updated_at": 1.0})
+    assert old.commit(WorkResult(outputs=[("a", b"old!"), ("b", b"old!")]))[0] == set()
+    assert dict(backend.read_outputs(spec)) == {"a": b"new!", "b": b"new!"}
+    assert backend.queue_status(spec)["pending"] == 0
+    backend.close()
