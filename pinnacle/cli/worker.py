@@ -154,9 +154,6 @@ class _Outage:
 
 
 def _is_outage(exc: BaseException) -> bool:
-    """The data backends raise :class:`BackendError` for every driver error (the SQL plugin's
-    store methods do, ``plugins/sql/backend.py``); pymongo's connection errors may still
-    arrive bare from the MongoDB plugin's change stream."""
-    if isinstance(exc, BackendError):
-        return True
-    return any(c.__name__ == "ConnectionFailure" and c.__module__.startswith("pymongo") for c in type(exc).__mro__)
+    """Every driver error leaves a data backend as :class:`BackendError` (SQL:
+    ``plugins/sql/backend.py``; MongoDB: ``plugins/mongodb``): that is what is waited out."""
+    return isinstance(exc, BackendError)
