@@ -66,7 +66,7 @@ class Aggregations:
 
         pipeline, expected = FEATURES[feature]
         state = self.db[_STATE]
-        state.update_one({"_id": PROBE_KEY}, {"$set": {"probe": 2}}, upsert=True)
+        state.update_one({"_id": PROBE_KEY}, {"$set": {"probe": 2, "value": "2"}}, upsert=True)  # value: as get_state reads
         try:
             answer = list(state.aggregate([{"$match": {"_id": PROBE_KEY}}, *pipeline]))
         except OperationFailure as exc:
