@@ -30,11 +30,17 @@ class NotFoundError(PinnacleError, LookupError):
 
 
 class BackendError(PinnacleError):
-    """The database or compute backend failed. The driver's exception is kept in ``.orig``."""
+    """The database or compute backend failed. The driver's exception is kept in ``.orig``.
 
-    def __init__(self, message: str, orig: BaseException | None = None):
+    ``transient`` says the same call may work later without a change on pinnacle's side:
+    the server is unreachable or restarting, a connection was lost, a lock wait ran out,
+    the disk is full. A ``pinnacle worker`` waits those out and stops on the others.
+    """
+
+    def __init__(self, message: str, orig: BaseException | None = None, *, transient: bool = False):
         super().__init__(message)
         self.orig = orig
+        self.transient = transient
 
 
 class MissingDependencyError(PinnacleError, ImportError):

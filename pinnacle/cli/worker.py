@@ -154,6 +154,8 @@ class _Outage:
 
 
 def _is_outage(exc: BaseException) -> bool:
-    """Every driver error leaves a data backend as :class:`BackendError` (SQL:
-    ``plugins/sql/backend.py``; MongoDB: ``plugins/mongodb``): that is what is waited out."""
-    return isinstance(exc, BackendError)
+    """A database outage to wait out: a :class:`BackendError` the backend marked transient
+    (unreachable, restarting, connection lost, lock wait ran out, disk full). Every driver
+    error reaches here as a ``BackendError``; a permanent one (a refused feature, a bad
+    statement) stops the worker instead of being retried forever."""
+    return isinstance(exc, BackendError) and exc.transient

@@ -180,7 +180,8 @@ def open_client(uri: str, client_options: dict[str, t.Any]) -> tuple[t.Any, t.An
         client.admin.command("ping")
     except pymongo.errors.PyMongoError as exc:
         client.close()
-        raise BackendError(f"Cannot connect to {mask_password(uri)}: {exc}", exc) from exc
+        transient = isinstance(exc, pymongo.errors.ConnectionFailure)
+        raise BackendError(f"Cannot connect to {mask_password(uri)}: {exc}", exc, transient=transient) from exc
     return client, client.get_database(name), False
 
 

@@ -43,7 +43,7 @@ def backend_error(what: str, exc: BaseException, where: str = "") -> BackendErro
         message = f"{head}: the connection to the MongoDB server was lost ({cause}); the next call reconnects."
     else:
         message = f"{head}: {cause}"
-    return BackendError(message, exc)
+    return BackendError(message, exc, transient=isinstance(exc, ConnectionFailure))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -151,6 +151,7 @@ def backend_error(what: str, exc: BaseException, dialect: "Dialect", lock_timeou
     orig = getattr(exc, "orig", None) or exc
     cause, codes = _one_line(orig), _codes(orig)
     head = f"{what} failed on {where}"
+    transient = True
     if codes & set(dialect.lock_timeout_codes):
         message = (
             f"{head}: waited longer than {dialect.lock_timeout_setting} ({lock_timeout_s:g} s) for a lock another "
@@ -168,4 +169,6 @@ def backend_error(what: str, exc: BaseException, dialect: "Dialect", lock_timeou
         message = f"{head}: cannot connect to the database: {cause}"
     else:
         message = f"{head}: {cause}"
-    return BackendError(message, orig)
+        # OperationalError: the database's side (server gone, locked, out of space), not the statement.
+        transient = isinstance(exc, sa.exc.OperationalError)
+    return BackendError(message, orig, transient=transient)
