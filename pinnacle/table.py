@@ -5,7 +5,7 @@ from __future__ import annotations
 import typing as t
 
 from pinnacle.base.identifiers import validate_table_name
-from pinnacle.errors import ConfigError
+from pinnacle.errors import BackendError, ConfigError
 
 if t.TYPE_CHECKING:
     from pinnacle.backends.base import DataBackend
@@ -62,7 +62,7 @@ class Table:
             rows = [rows]
         ids = self.db.backend.insert(self.name, list(rows))
         if wait:
-            self.db.runtimes.drain_table(self.name, ids)
+            self._compute(ids)
         return ids
 
     def select(
@@ -101,7 +101,7 @@ class Table:
         ids = self._ids(where) if wait else None
         count = self.db.backend.update(self.name, where, values)
         if wait and ids:
-            self.db.runtimes.drain_table(self.name, ids)
+            self._compute(ids)
         return count
 
     def delete(self, where: t.Optional[t.Mapping[str, t.Any]], *, wait: bool = True) -> int:
@@ -115,7 +115,7 @@ class Table:
         ids = self._ids(where) if wait else None
         count = self.db.backend.delete(self.name, where)
         if wait and ids:
-            self.db.runtimes.drain_table(self.name, ids)
+            self._compute(ids)
         return count
 
     def like(
@@ -152,6 +152,16 @@ class Table:
             f"{self.name}.{method}(): 'where' must be a dict of column -> value "
             f"(e.g. {{'_id': {where!r}}}), got {type(where).__name__} {where!r}"
         )
+
+    def _compute(self, ids: t.Sequence[t.Any]) -> None:
+        """Compute the outputs of rows this call wrote; a database failure now says the rows are kept."""
+        try:
+            self.db.runtimes.drain_table(self.name, ids)
+        except BackendError as exc:
+            raise BackendError(
+                f"{exc} The rows this call wrote to {self.name!r} are stored and stay queued: db.drain() "
+                "or a pinnacle worker computes their outputs.", exc.orig, transient=exc.transient,
+            ) from exc
 
     def _ids(self, where):
         return self.db.backend.ids(self.name, where)

@@ -47,3 +47,19 @@ def test_mongo_connection_failures_are_transient_and_refusals_are_not():
 def test_a_plain_error_is_not_an_outage():
     assert not _is_outage(RuntimeError("boom"))
     assert not _is_outage(BackendError("Cannot create table 'docs': ..."))
+
+
+def test_a_write_whose_outputs_fail_to_commit_says_its_rows_are_kept(monkeypatch):
+    import pinnacle
+
+    db = pinnacle.connect("sqlite://")
+    db["docs"].insert([{"_id": "0", "text": "first"}])
+
+    def lost(table, ids):
+        raise BackendError("commit of the claim of listener 'emb' failed: the connection was lost", transient=True)
+
+    monkeypatch.setattr(db.runtimes, "drain_table", lost)
+    with pytest.raises(BackendError, match="stay queued") as caught:
+        db["docs"].insert([{"_id": "1", "text": "second"}])
+    assert caught.value.transient
+    assert db["docs"].get("1")["text"] == "second"  # the row itself was written
