@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses as dc
 import logging
+import threading
 import time
 import typing as t
 
 import numpy as np
 
-from pinnacle.backends.base import DataBackend, Failure, ListenerSpec, WorkItem, WorkResult
+from pinnacle.backends.base import Claim, DataBackend, Failure, ListenerSpec, WorkItem, WorkResult
 from pinnacle.components.listener import Listener
+from pinnacle.embedding.encode import encode_batch
+from pinnacle.embedding.pipeline import run_pipelined
 from pinnacle.embedding.predict import PredictError, predict_isolating
 
 logger = logging.getLogger(__name__)
@@ -79,6 +82,7 @@ class Drainer:
         self.retry = retry
         self.on_commit = on_commit
         self._datatype = None
+        self._model_lock = threading.Lock()
 
     @property
     def datatype(self):
@@ -89,44 +93,112 @@ class Drainer:
     def run_once(self, sources: t.Optional[t.Sequence[t.Any]] = None, limit: t.Optional[int] = None) -> DrainStats:
         """One pass over at most ``limit`` (default ``batch_rows``) queued rows."""
         with self.backend.claim_work(self.spec, limit or self.batch_rows, sources) as claim:
-            items = claim.items
-            if not items:
+            if not claim.items:
                 return DrainStats()
-            result, vectors = self._compute(items)
-            committed, stamp = claim.commit(result)
-        stats = DrainStats(
-            rows=len(items),
-            outputs=sum(1 for s, _ in result.outputs if s in committed),
-            removed=sum(1 for s in result.gone if s in committed),
-            retrying=sum(1 for s, *_ in result.retry if s in committed),
-            failed=sum(1 for s, _ in result.failed if s in committed),
-            skipped=len(items) - len(committed),
-        )
-        # Indexes read flattened and text outputs from the table; vectors go to them directly.
-        if self.on_commit is not None and committed and not (self.spec.flatten or self.spec.text):
-            done = [(s, v) for (s, _), v in zip(result.outputs, vectors) if s in committed]
-            self.on_commit([s for s, _ in done], [v for _, v in done], [s for s in result.gone if s in committed], stamp)
-        return stats
+            return self._commit(claim, self.compute(claim))
 
     def run(self, sources: t.Optional[t.Sequence[t.Any]] = None, progress: t.Optional[t.Any] = None) -> DrainStats:
-        """Drain until nothing due is left (only ``sources`` if given)."""
+        """Drain until nothing due is left (only ``sources`` if given).
+
+        Where the backend's claims may be open together (``concurrent_claims``), a drain of
+        more than one batch is pipelined (:mod:`~pinnacle.embedding.pipeline`): the next
+        batch is claimed and the previous one commits while the model computes.
+        """
         total = DrainStats()
+        pipelined = bool(getattr(self.backend, "concurrent_claims", False))
         if sources is not None:
             sources = list(dict.fromkeys(sources))
-            for start in range(0, len(sources), self.batch_rows):
-                part = sources[start : start + self.batch_rows]
-                stats = self.run_once(part, limit=len(part))
-                total.add(stats)
-                if progress is not None:
-                    progress.update(stats.rows)
+            parts = [sources[start : start + self.batch_rows] for start in range(0, len(sources), self.batch_rows)]
+            if pipelined and len(parts) > 1:
+                self._pipeline(self._claims_of(parts), total, progress, stop_when_taken=False)
+                return total
+            for part in parts:
+                total.add(self._tick(self.run_once(part, limit=len(part)), progress))
             return total
         while True:
-            stats = self.run_once()
-            total.add(stats)
-            if progress is not None:
-                progress.update(stats.rows)
-            if stats.rows == 0 or stats.skipped == stats.rows:  # empty, or all taken by other workers
+            claim = self.backend.claim_work(self.spec, self.batch_rows)
+            if not claim.items:
+                claim.release()
                 return total
+            if pipelined and sum(len(item.queue_ids) for item in claim.items) >= self.batch_rows:
+                # A full batch: more are queued. Claim ahead of the model, commit behind it.
+                self._pipeline(lambda: self.backend.claim_work(self.spec, self.batch_rows), total, progress, first=claim)
+                return total
+            with claim:
+                stats = self._tick(self._commit(claim, self.compute(claim)), progress)
+            total.add(stats)
+            if stats.skipped == stats.rows:  # all taken by other workers
+                return total
+
+    def compute(self, claim: Claim) -> tuple[WorkResult, list[np.ndarray]]:
+        """The result of a claim's rows (one batch through the model at a time, whatever the thread).
+
+        A claim that can record its rows as being computed (``mark_in_flight``, SQL: for
+        ``status()``'s ``in_flight``) does so now: rows claimed ahead are not in flight yet.
+        """
+        with self._model_lock:
+            mark = getattr(claim, "mark_in_flight", None)
+            if mark is not None:
+                mark()
+            return self._compute(claim.items)
+
+    # -- committing ---------------------------------------------------------------------
+    def _commit(self, claim: Claim, computed: tuple[WorkResult, list[np.ndarray]]) -> DrainStats:
+        result, vectors = computed
+        committed, stamp = claim.commit(result)
+        items = claim.items
+        if len(committed) == len(items):  # the usual case: every claimed row was still ours
+            stats = DrainStats(
+                rows=len(items), outputs=len(result.outputs), removed=len(result.gone),
+                retrying=len(result.retry), failed=len(result.failed),
+            )
+        else:
+            stats = DrainStats(
+                rows=len(items),
+                outputs=sum(1 for s, _ in result.outputs if s in committed),
+                removed=sum(1 for s in result.gone if s in committed),
+                retrying=sum(1 for s, *_ in result.retry if s in committed),
+                failed=sum(1 for s, _ in result.failed if s in committed),
+                skipped=len(items) - len(committed),
+            )
+        # Indexes read flattened and text outputs from the table; vectors go to them directly.
+        if self.on_commit is not None and committed and not (self.spec.flatten or self.spec.text):
+            if len(committed) == len(items):
+                done, gone = [s for s, _ in result.outputs], list(result.gone)
+                vecs = vectors
+            else:
+                pairs = [(s, v) for (s, _), v in zip(result.outputs, vectors) if s in committed]
+                done, vecs = [s for s, _ in pairs], [v for _, v in pairs]
+                gone = [s for s in result.gone if s in committed]
+            self.on_commit(done, vecs, gone, stamp)
+        return stats
+
+    def _tick(self, stats: DrainStats, progress: t.Optional[t.Any]) -> DrainStats:
+        if progress is not None:
+            progress.update(stats.rows)
+        return stats
+
+    def _claims_of(self, parts: list[list[t.Any]]) -> t.Callable[[], t.Optional[Claim]]:
+        """Claims of ``parts`` in turn (parts with nothing queued are passed over)."""
+        remaining = iter(parts)
+
+        def next_claim() -> t.Optional[Claim]:
+            for part in remaining:
+                claim = self.backend.claim_work(self.spec, len(part), part)
+                if claim.items:
+                    return claim
+                claim.release()
+            return None
+
+        return next_claim
+
+    def _pipeline(self, next_claim, total: DrainStats, progress, *, first: t.Optional[Claim] = None, stop_when_taken: bool = True) -> None:
+        def commit(claim: Claim, computed) -> bool:
+            stats = self._tick(self._commit(claim, computed), progress)
+            total.add(stats)
+            return not (stop_when_taken and stats.skipped == stats.rows)  # all taken by other workers: stop
+
+        run_pipelined(next_claim, self.compute, commit, first=first)
 
     # -- computing ----------------------------------------------------------------------
     def _compute(self, items: list[WorkItem]) -> tuple[WorkResult, list[np.ndarray]]:
@@ -150,19 +222,22 @@ class Drainer:
         outputs = predict_isolating(model, [x for _, x in todo]) if todo else []
         vectors: list[np.ndarray] = []
         now = time.time()
-        datatype = self.datatype if todo else None
-        flatten = self.spec.flatten
+        if not todo:
+            return result, vectors
+        datatype = self.datatype
+        flatten, keep = self.spec.flatten, not (self.spec.flatten or self.spec.text)
+        good = [out for out in outputs if not isinstance(out, PredictError)]
+        stored = iter(_encode_all_items(datatype, good) if flatten else encode_batch(datatype, good))
         for (item, _), out in zip(todo, outputs):
             if isinstance(out, PredictError):
                 self._fail(result, item, out.error_type, str(out), now)
                 continue
-            try:
-                data = _encode_items(datatype, out) if flatten else datatype.encode(out)
-            except (ValueError, TypeError) as exc:
-                self._park(result, item, "InvalidOutput", f"model output cannot be stored: {exc}")
+            data = next(stored)
+            if isinstance(data, Exception):
+                self._park(result, item, "InvalidOutput", f"model output cannot be stored: {data}")
                 continue
             result.outputs.append((item.source, data))
-            vectors.append(None if flatten or self.spec.text else np.asarray(out))
+            vectors.append(np.asarray(out) if keep else None)
         return result, vectors
 
     def _message(self, item: WorkItem, cause: str) -> str:
@@ -190,3 +265,14 @@ def _encode_items(datatype: t.Any, out: t.Any) -> list[t.Any]:
     if not isinstance(out, (list, tuple)):
         raise TypeError(f"flatten=True: the model must return a list per input, got {type(out).__name__}")
     return [datatype.encode(x) for x in out]
+
+
+def _encode_all_items(datatype: t.Any, outputs: list[t.Any]) -> list[t.Any]:
+    """:func:`_encode_items` of each output, or the error it raised."""
+    encoded: list[t.Any] = []
+    for out in outputs:
+        try:
+            encoded.append(_encode_items(datatype, out))
+        except (ValueError, TypeError) as exc:
+            encoded.append(exc)
+    return encoded

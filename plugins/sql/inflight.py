@@ -3,9 +3,11 @@
 A claim leaves no mark in the queue that another process could count: on PostgreSQL and
 MySQL/MariaDB it is a row lock held while the model runs, on SQLite a plain read. So each
 claim adds a record to ``_pinnacle_claims`` (defined in ``schema.metadata_tables``: the
-queue table, how many rows, who holds them), and its commit removes it in the same
-transaction as the outputs (a release, in one of its own; on MySQL/MariaDB the table is a
-MEMORY table, outside transactions, so the removal stands even if the commit fails).
+queue table, how many rows, who holds them) when its rows reach the model
+(``SQLClaim.mark_in_flight``: a drain that claims its next batch ahead of the model does not
+count that batch yet), and its commit removes it in the same transaction as the outputs (a
+release, in one of its own; on MySQL/MariaDB the table is a MEMORY table, outside
+transactions, so the removal stands even if the commit fails).
 
 A holder killed half-way (kill -9) leaves its record behind. Such a record is not counted,
 because the holder is checked when counting (by the dialect, ``dialects/``): on PostgreSQL

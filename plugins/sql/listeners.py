@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -35,6 +36,9 @@ class ListenerStorage:
     def __init__(self) -> None:
         self._listener_tables: dict[str, tuple[sa.Table, sa.Table, sa.Table]] = {}
         self._listener_lock = threading.RLock()
+        #: Queue ids of this process's open claims per queue table, on databases whose claims
+        #: hold no row locks (SQLite): a drain's next claim skips them (see ``claims.py``).
+        self._held: dict[str, collections.Counter] = {}
 
     def _tables_for(self, spec: ListenerSpec) -> tuple[sa.Table, sa.Table, sa.Table]:
         with self._listener_lock:
@@ -95,6 +99,18 @@ class ListenerStorage:
     # -- draining ---------------------------------------------------------------------
     def claim_work(self, spec: ListenerSpec, limit: int, sources=None):
         return claim(self, spec, limit, sources)
+
+    @property
+    def concurrent_claims(self) -> bool:
+        """Claims of this process may be open together, in any thread: the next claim takes
+        other rows (row locks, or the ids this process holds), so a drain claims ahead of
+        its model. Not on an in-memory SQLite database (each thread has its own)."""
+        return not isinstance(self.engine.pool, sa.pool.SingletonThreadPool)
+
+    def held_entries(self, queue_table: str) -> collections.Counter:
+        """The queue ids of ``queue_table`` that this process's open claims hold (no row locks)."""
+        with self._listener_lock:
+            return self._held.setdefault(queue_table, collections.Counter())
 
     def pending_sources(self, spec: ListenerSpec, after: t.Optional[int] = None, limit: int = 1000) -> list[tuple[int, t.Any]]:
         _, queue, _ = self._tables_for(spec)

@@ -93,6 +93,10 @@ class Dialect:
         """``url`` as worker processes should open it (see ``SQLBackend.worker_uri``)."""
         return url
 
+    def read_connection(self) -> sa.Connection:
+        """A connection for a claim's reads where claims take no row locks (nothing special here)."""
+        return self.engine.connect()
+
     # -- tables ---------------------------------------------------------------------------
     def id_default(self) -> sa.TextClause:
         """Server-side id for rows inserted by other clients (raw SQL) without an ``_id``."""
@@ -140,13 +144,15 @@ class Dialect:
         return list(dict.fromkeys([*key_columns, pk]))
 
     # -- statements -----------------------------------------------------------------------
+    #: Keys per :meth:`one_of` statement: one bound parameter each here, below SQLite's limit.
+    keys_per_statement: int = 900
+
     def one_of(self, column: sa.ColumnElement, keys: t.Sequence[t.Any]) -> sa.ColumnElement:
         """``column IN (keys)``.
 
         Example:
-            >>> from pinnacle.plugins.sql.dialects import dialect_for
             >>> docs = sa.table("docs", sa.column("id", sa.Integer))
-            >>> str(dialect_for(sa.create_engine("sqlite://")).one_of(docs.c.id, [1, 2]))
+            >>> str(Dialect(sa.create_engine("sqlite://")).one_of(docs.c.id, [1, 2]))
             'docs.id IN (__[POSTCOMPILE_id_1])'
         """
         return column.in_(list(keys))
@@ -164,15 +170,54 @@ class Dialect:
         """This database's ``INSERT`` construct (the one with its upsert clause)."""
         raise NotImplementedError(f"{type(self).__name__} has no upsert")
 
+    #: The columns of an outputs table that :meth:`upsert_outputs` writes, in its rows' order.
+    OUTPUT_COLUMNS: t.ClassVar[tuple[str, ...]] = ("_source", "_output", "_model_uuid", "_updated_at")
+
+    def upsert_outputs(self, conn: sa.Connection, table: sa.Table, rows: t.Sequence[tuple]) -> None:
+        """Insert or replace the outputs ``rows``: ``(source, output, model uuid, updated at)``
+        tuples keyed by ``_source`` (a drain's commit; the fastest way this database has)."""
+        names = self.OUTPUT_COLUMNS
+        for part in chunks(rows, 500):
+            self.upsert(conn, table, [dict(zip(names, row)) for row in part], "_source")
+
+    def _plain_outputs(self, table: sa.Table) -> bool:
+        """Whether ``table``'s output columns take driver values as they are (no bind processing
+        by a custom type, such as pgvector's): then rows can go to the driver directly."""
+        return not any(isinstance(table.c[name].type, sa.types.TypeDecorator) for name in self.OUTPUT_COLUMNS)
+
     def delete_keys(self, conn: sa.Connection, column: sa.Column, keys: t.Sequence[t.Any]) -> None:
         """Delete the rows whose key ``column`` is one of ``keys``."""
         table = column.table
-        for part in chunks(list(keys)):
+        for part in chunks(list(keys), self.keys_per_statement):
             conn.execute(table.delete().where(self.one_of(column, part)))
 
+    def delete_rare_keys(self, conn: sa.Connection, column: sa.Column, keys: t.Sequence[t.Any]) -> None:
+        """:meth:`delete_keys` where few of ``keys`` are there, if any (a drain clearing its
+        rows' earlier failures): an empty table is seen at once, and its keys not looked up."""
+        if keys and conn.execute(sa.select(sa.literal(1)).select_from(column.table).limit(1)).first() is not None:
+            self.delete_keys(conn, column, keys)
+
+    #: Whether :meth:`delete_keys_returning` can say which rows it deleted (``DELETE ... RETURNING``).
+    delete_returning: t.ClassVar[bool] = False
+
+    def delete_keys_returning(self, conn: sa.Connection, column: sa.Column, keys: t.Sequence[t.Any]) -> list[t.Any]:
+        """:meth:`delete_keys`, returning the keys of the rows that were there (where :attr:`delete_returning`)."""
+        table, found = column.table, []
+        for part in chunks(list(keys), self.keys_per_statement):
+            found.extend(conn.execute(table.delete().where(self.one_of(column, part)).returning(column)).scalars())
+        return found
+
     # -- locking --------------------------------------------------------------------------
-    def select_for_update(self, conn: sa.Connection, table: sa.Table, query: sa.Select, *, skip_locked: bool) -> t.Iterable[t.Any]:
-        """The rows of ``query`` (which selects ``table``'s ``id`` first), locked FOR UPDATE."""
+    def select_for_update(
+        self, conn: sa.Connection, table: sa.Table, query: sa.Select, *, skip_locked: bool,
+        recheck: t.Optional[sa.ColumnElement] = None,
+    ) -> t.Iterable[t.Any]:
+        """The rows of ``query`` (which selects ``table``'s ``id`` first), locked FOR UPDATE.
+
+        ``recheck``: the part of ``query``'s condition that other transactions may change (a
+        database that finds the rows first and locks them after checks only that again;
+        ``sa.true()`` for none). One statement here, so it checks the whole condition.
+        """
         return conn.execute(query.with_for_update(skip_locked=skip_locked))
 
     # -- claim holders (status()'s in_flight, see inflight.py) ----------------------------

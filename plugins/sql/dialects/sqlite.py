@@ -7,8 +7,11 @@ are still there (``claims.py``). A claim's holder is this host's process id.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import socket
+import sqlite3
 import typing as t
 
 import sqlalchemy as sa
@@ -19,6 +22,18 @@ from pinnacle.plugins.sql.dialects.base import Dialect
 __all__ = ["SQLiteDialect", "dialect"]
 
 _HOST = socket.gethostname()
+#: Execution option of a connection that only reads (see ``SQLiteDialect.read_connection``).
+_READ_ONLY = "pinnacle_read_only"
+
+
+@functools.lru_cache(maxsize=None)
+def _has_json_each() -> bool:
+    """Whether this process's SQLite library has ``json_each`` (built in from 3.38, and in most builds before)."""
+    try:
+        sqlite3.connect(":memory:").execute("SELECT count(*) FROM json_each('[1]')").fetchone()
+    except sqlite3.Error:
+        return False
+    return True
 
 
 class SQLiteDialect(Dialect):
@@ -26,6 +41,8 @@ class SQLiteDialect(Dialect):
 
     name = "sqlite"
     locking_claims = False
+    #: ``DELETE ... RETURNING``: from SQLite 3.35.
+    delete_returning = sqlite3.sqlite_version_info >= (3, 35)
     lock_timeout_setting = "busy_timeout"
     lock_timeout_sql = "PRAGMA busy_timeout = {ms}"
     lock_timeout_codes = ("SQLITE_BUSY",)  # "database is locked" after the busy timeout
@@ -53,7 +70,8 @@ class SQLiteDialect(Dialect):
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn):  # pragma: no cover - trivial
             # One writer at a time, decided up front: no 'database is locked' on upgrade.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A read-only transaction (see read_connection) takes no lock: WAL readers never wait.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
 
@@ -87,14 +105,54 @@ class SQLiteDialect(Dialect):
             f"INSERT INTO {qtbl} (_source) VALUES (OLD.{qpk}); END",
         ]
 
+    def read_connection(self) -> sa.Connection:
+        """A connection whose transactions only read: a plain ``BEGIN`` (one snapshot, no write
+        lock), so a drain's next claim reads while its previous batch commits."""
+        return self.engine.connect().execution_options(**{_READ_ONLY: True})
+
     # -- statements -----------------------------------------------------------------------
     def _insert(self, table: sa.Table) -> t.Any:
         from sqlalchemy.dialects.sqlite import insert
 
         return insert(table)
 
+    @property
+    def keys_per_statement(self) -> int:  # type: ignore[override]
+        """Keys per ``one_of`` statement: one JSON array holds any number (else SQLite's variable limit)."""
+        return 100_000 if _has_json_each() else 900
+
+    def one_of(self, column: sa.ColumnElement, keys: t.Sequence[t.Any]) -> sa.ColumnElement:
+        """``column IN (SELECT value FROM json_each(:keys))``: one parameter, a JSON array,
+        whatever the number of keys (plain ``IN`` for keys JSON cannot carry exactly).
+
+        Example:
+            >>> docs = sa.table("docs", sa.column("id", sa.Integer))
+            >>> " ".join(str(SQLiteDialect(sa.create_engine("sqlite://")).one_of(docs.c.id, [1, 2])).split())
+            'docs.id IN (SELECT value FROM json_each(:param_1))'
+        """
+        keys = list(keys)
+        if not _has_json_each() or not all(type(k) in (str, int) for k in keys):
+            return column.in_(keys)
+        values = sa.select(sa.literal_column("value")).select_from(sa.func.json_each(sa.bindparam(None, json.dumps(keys), type_=sa.String)))
+        return column.in_(values.scalar_subquery())
+
+    def upsert_outputs(self, conn, table, rows) -> None:
+        """One prepared ``INSERT ... ON CONFLICT DO UPDATE`` run by the driver's executemany."""
+        if not rows:
+            return
+        if not self._plain_outputs(table):
+            return super().upsert_outputs(conn, table, rows)
+        q = self.quote
+        names = self.OUTPUT_COLUMNS
+        update = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in names[1:])
+        conn.exec_driver_sql(
+            f"INSERT INTO {q(table.name)} ({', '.join(q(c) for c in names)}) VALUES (?, ?, ?, ?) "
+            f"ON CONFLICT ({q(names[0])}) DO UPDATE SET {update}",
+            list(rows),
+        )
+
     # -- locking --------------------------------------------------------------------------
-    def select_for_update(self, conn, table, query, *, skip_locked):
+    def select_for_update(self, conn, table, query, *, skip_locked, recheck=None):
         """``query``'s rows, unlocked: ``BEGIN IMMEDIATE`` already holds the database's write lock."""
         return conn.execute(query)
 
