@@ -5,6 +5,10 @@ chunks) and one page of the queue: memory stays flat in the number of rows. Work
 commit themselves and return counts; the queue is the source of truth, so a job that is
 interrupted leaves exactly the remaining rows queued and the next job computes only those.
 
+Each actor runs up to :data:`PIPELINE` of its queued chunks at once (a threaded actor):
+the model computes one chunk while the previous one commits and the next one is claimed;
+the model itself runs one chunk at a time.
+
 Faults: actors run with ``max_restarts``/``max_task_retries``, so Ray restarts a killed
 actor and re-runs its chunks; a chunk whose actor is gone for good goes to another actor.
 A chunk run twice commits once (the claim/commit path skips rows already committed).
@@ -31,6 +35,8 @@ __all__ = ["run_job"]
 
 #: Seconds between writes of a running job's record.
 RECORD_EVERY_S = 1.0
+#: Chunks one actor works on at once, so that it computes one while the previous commits.
+PIPELINE = 2
 NAMESPACE = "pinnacle"
 
 
@@ -126,8 +132,13 @@ class _VersionRun:
         runtime_env = worker_env(actor_options.pop("runtime_env", None))
         if runtime_env:
             actor_options["runtime_env"] = runtime_env
+        # An actor works on up to PIPELINE of its queued chunks at once: one in the model (its
+        # model lock), the others claiming or committing meanwhile.
+        concurrency = max(1, min(PIPELINE, self.options.max_in_flight))
         actors = [
-            remote.options(name=f"pinnacle-{self.job.id}-v{self.version}-{i}", namespace=NAMESPACE, **actor_options).remote(*self._args)
+            remote.options(
+                name=f"pinnacle-{self.job.id}-v{self.version}-{i}", namespace=NAMESPACE, max_concurrency=concurrency, **actor_options
+            ).remote(*self._args)
             for i in range(count)
         ]
         self.job.state = "running"
