@@ -14,6 +14,7 @@ import uuid as _uuid
 import sqlalchemy as sa
 
 from pinnacle.backends.base import Claim, DataBackend, JobStore, Row, SearchStore, Where
+from pinnacle.backends.fulltext import FullTextStore
 from pinnacle.base.identifiers import validate_column, validate_identifier
 from pinnacle.errors import BackendError, ConfigError, NotFoundError
 from pinnacle.plugins.sql.dialects import dialect_class, dialect_for
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["SQLBackend"]
 
 
-class SQLBackend(ListenerStorage, DataBackend, SearchStore, JobStore):
+class SQLBackend(ListenerStorage, DataBackend, SearchStore, JobStore, FullTextStore):
     """SQLite, PostgreSQL and MySQL/MariaDB through SQLAlchemy.
 
     Example:
@@ -246,6 +247,12 @@ class SQLBackend(ListenerStorage, DataBackend, SearchStore, JobStore):
         if not isinstance(outputs.c._output.type, PgVector):
             return None
         return PgVectorSearch(self, spec, measure, index, options or {})
+
+    def full_text(self, spec):
+        """The database's own full-text index for ``spec`` (``plugins/sql/fulltext/``)."""
+        from pinnacle.plugins.sql.fulltext import full_text_for
+
+        return full_text_for(self, spec)
 
     # -- metadata ---------------------------------------------------------------------
     def put_component(self, type_id, identifier, version, uuid, data) -> None:
