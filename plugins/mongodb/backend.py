@@ -13,6 +13,7 @@ import threading
 import typing as t
 
 from pinnacle.backends.base import DataBackend, JobStore, Row, Where
+from pinnacle.backends.fulltext import FullTextStore
 from pinnacle.base.identifiers import validate_identifier
 from pinnacle.errors import ConfigError, NotFoundError
 from pinnacle.plugins.mongodb.aggregations import Aggregations
@@ -41,7 +42,7 @@ FIELDS_SAMPLE = 1000
 _INTERNAL_PREFIXES = ("_outputs__", "_failed__", "_queue__")
 
 
-class MongoBackend(MetadataStore, ListenerStorage, DataBackend, JobStore):
+class MongoBackend(MetadataStore, ListenerStorage, DataBackend, JobStore, FullTextStore):
     """MongoDB through pymongo (``mongodb://``, ``mongodb+srv://``), or mongomock (``mongomock://``).
 
     Args:
@@ -91,6 +92,17 @@ class MongoBackend(MetadataStore, ListenerStorage, DataBackend, JobStore):
         if self.is_mock:
             raise NotImplementedError("A mongomock:// database lives in this process only; other processes cannot share it.")
         return self.uri
+
+    def full_text(self, spec):
+        """A text index on ``spec``'s field (``fulltext.py``); ``None`` on mongomock (no ``$text``)."""
+        from pinnacle.plugins.mongodb.fulltext import full_text_for
+
+        return full_text_for(self, spec)
+
+    def full_text_missing(self) -> str:
+        from pinnacle.plugins.mongodb.fulltext import MOCK_REASON
+
+        return MOCK_REASON
 
     # -- helpers -------------------------------------------------------------------------
     def collection(self, name: str) -> t.Any:
