@@ -125,6 +125,11 @@ class Table:
         vector_index: str,
         n: int = 10,
         filter: t.Optional[t.Mapping[str, t.Any]] = None,
+        mode: str = "vector",
+        rerank: t.Any = None,
+        candidates: t.Optional[int] = None,
+        rrf_k: int = 60,
+        weights: t.Optional[t.Mapping[str, float]] = None,
     ) -> list[Row]:
         """The ``n`` rows most similar to ``query``, best first, each with a ``_score``.
 
@@ -142,8 +147,25 @@ class Table:
             vector_index: Identifier of the VectorIndex to use.
             n: How many rows.
             filter: Only rows where every ``column == value`` (pre-filtering: still ``n`` rows).
+            mode: ``"vector"`` (default): by the vectors; ``"text"``: by the database's
+                full-text index of the VectorIndex (``full_text=True``); ``"hybrid"``: both,
+                fused by reciprocal rank. Hits of ``"text"``/``"hybrid"`` also say their rank
+                on each side: ``_vector_rank``, ``_text_rank`` (``None``: not found there).
+            rerank: A second stage for the first stage's ``candidates``: the identifier of a
+                VectorIndex on this table (e.g. ColBERT, MaxSim) or of a Model scoring
+                ``(query, text)`` pairs (a cross-encoder), or such a Model; ``_score`` is then
+                its score and ``_first_score`` the first stage's.
+            candidates: Rows taken from each side before fusing (and re-ranked), at least
+                ``n``; ``max(4 * n, 50)`` by default.
+            rrf_k: The constant of reciprocal rank fusion: ``weight / (rrf_k + rank)`` per side.
+            weights: ``mode="hybrid"``: each side's weight, ``{"vector": 1.0, "text": 1.0}`` by default.
+
+        See docs/search.md ("Hybrid").
         """
-        return self.db.like(self.name, query, vector_index=vector_index, n=n, filter=filter)
+        return self.db.like(
+            self.name, query, vector_index=vector_index, n=n, filter=filter, mode=mode, rerank=rerank,
+            candidates=candidates, rrf_k=rrf_k, weights=weights,
+        )
 
     def _where(self, where: t.Any, method: str) -> t.Optional[t.Mapping[str, t.Any]]:
         if where is None or isinstance(where, t.Mapping):

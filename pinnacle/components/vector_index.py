@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses as dc
+import re
 import typing as t
 
 from pinnacle.base.component import Component
@@ -15,6 +16,8 @@ Measure = t.Literal["cosine", "dot", "l2", "maxsim"]
 MEASURES: tuple[str, ...] = t.get_args(Measure)
 Index = t.Literal["hnsw", "ivfflat"]
 INDEXES: tuple[str, ...] = t.get_args(Index)
+#: A full-text language reaches SQL (PostgreSQL's ``'english'::regconfig``): a plain name only.
+_LANGUAGE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 #: The options of each approximate index, with their defaults (all positive integers).
 #: ``lists=None``: rows / 1000 (at least 10), fixed when the index is built.
 INDEX_OPTIONS: dict[str, dict[str, t.Optional[int]]] = {
@@ -42,6 +45,13 @@ class VectorIndex(Component):
             See docs/search.md.
         index_options: Options of ``index``: ``hnsw``: ``m``, ``ef_construction``,
             ``ef_search``; ``ivfflat``: ``lists``, ``probes`` (see :data:`INDEX_OPTIONS`).
+        full_text: Also index the listener's key column as text, in the database's own
+            full-text engine (SQLite FTS5, PostgreSQL ``tsvector`` + GIN, MySQL/MariaDB
+            ``FULLTEXT``, a MongoDB text index), created by ``apply()`` and kept current by the
+            database: ``like(..., mode="text")`` and ``mode="hybrid"`` use it (docs/search.md).
+        full_text_language: The language of the text (stemming, stop words): a PostgreSQL
+            text search configuration (``'english'`` when ``None``; ``'simple'``: none) or a
+            MongoDB ``default_language``. SQLite and MySQL/MariaDB tokenize without one.
 
     Example:
         >>> from pinnacle.components.model import Model
@@ -50,6 +60,8 @@ class VectorIndex(Component):
         'cosine'
         >>> VectorIndex("docs-idx", indexing_listener=l, index="hnsw", index_options={"ef_search": 100}).options()
         {'m': 16, 'ef_construction': 64, 'ef_search': 100}
+        >>> VectorIndex("docs-idx", indexing_listener=l, full_text=True).full_text
+        True
     """
 
     type_id: t.ClassVar[str] = "VectorIndex"
@@ -60,6 +72,8 @@ class VectorIndex(Component):
     candidates: t.Optional[int] = dc.field(default=None, metadata={"omit_default": True})
     index: t.Optional[Index] = dc.field(default=None, metadata={"omit_default": True})
     index_options: t.Optional[dict] = dc.field(default=None, metadata={"omit_default": True})
+    full_text: bool = dc.field(default=False, metadata={"omit_default": True})
+    full_text_language: t.Optional[str] = dc.field(default=None, metadata={"omit_default": True})
 
     def __post_init__(self, db=None) -> None:
         if not isinstance(self.indexing_listener, Listener):
@@ -80,7 +94,27 @@ class VectorIndex(Component):
                     f"(measure is {self.measure!r}); remove it or use measure='maxsim'."
                 )
         self._check_index()
+        self._check_full_text()
         super().__post_init__(db)
+
+    def _check_full_text(self) -> None:
+        name = f"VectorIndex {self.identifier!r}"
+        if not isinstance(self.full_text, bool):
+            raise ConfigError(f"{name}: full_text must be True or False, got {self.full_text!r}.")
+        language = self.full_text_language
+        if language is not None:
+            if not self.full_text:
+                raise ConfigError(f"{name}: full_text_language applies with full_text=True only.")
+            if not isinstance(language, str) or not _LANGUAGE.match(language):
+                raise ConfigError(
+                    f"{name}: full_text_language {language!r} is not valid: a name of lowercase letters, "
+                    "digits and '_' (e.g. 'english', 'simple')."
+                )
+        if self.full_text and not isinstance(self.indexing_listener.key, str):
+            raise ConfigError(
+                f"{name}: full_text indexes one text column, but Listener {self.indexing_listener.identifier!r} "
+                f"reads {self.indexing_listener.key!r}; use a listener whose key is one column."
+            )
 
     def _check_index(self) -> None:
         name = f"VectorIndex {self.identifier!r}"
