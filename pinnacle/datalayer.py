@@ -98,7 +98,7 @@ class Datalayer:
         if isinstance(component, Listener):
             self.runtimes.activate(component)
         elif isinstance(component, VectorIndex):
-            self.search.forget(component.identifier)  # rebuilt on next use
+            self.search.activate(component)  # rebuilt on next use; its full-text index made or replaced
 
     def _forgotten(self, type_id: str, identifier: str) -> None:
         self.runtimes.forget(type_id, identifier)
@@ -292,7 +292,8 @@ class Datalayer:
     # -- search -------------------------------------------------------------------------
     def like(
         self, table: str, query: t.Mapping[str, t.Any], *, vector_index: str, n: int = 10,
-        filter: t.Optional[t.Mapping[str, t.Any]] = None,
+        filter: t.Optional[t.Mapping[str, t.Any]] = None, **options: t.Any,
     ) -> list[dict]:
-        """Rows of ``table`` most similar to ``query`` by ``vector_index``, best first (see :meth:`Table.like`)."""
-        return self.search.like(table, query, vector_index=vector_index, n=n, filter=filter)
+        """Rows of ``table`` most similar to ``query`` by ``vector_index``, best first; ``options``:
+        ``mode``, ``rerank``, ``candidates``, ``rrf_k``, ``weights`` (see :meth:`Table.like`)."""
+        return self.search.like(table, query, vector_index=vector_index, n=n, filter=filter, **options)
