@@ -82,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=5, help="how many rows (default 5)")
     p.add_argument("--table", help="the table to search (default: the index's listener's table)")
     p.add_argument("--filter", action="append", metavar="COLUMN=VALUE", help="only rows where COLUMN equals VALUE (repeatable)")
+    p.add_argument("--mode", choices=("vector", "text", "hybrid"), default="vector",
+                   help="vector (default), text (the index's full-text side) or hybrid (both, fused)")
+    p.add_argument("--rerank", metavar="NAME", help="re-score the candidates by this VectorIndex (ColBERT) or Model")
+    p.add_argument("--candidates", type=int, metavar="N", help="rows taken from each side before fusing/re-ranking")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
 
     p = command("worker", cmd_worker, "Compute queued rows: those written by other clients (psql, raw SQL, insert(wait=False)).")

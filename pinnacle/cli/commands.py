@@ -62,7 +62,10 @@ def cmd_search(args: argparse.Namespace) -> int:
             "search it from Python with db[table].like({...})."
         )
     table = args.table or index.indexing_listener.select
-    hits = db[table].like({key: args.text}, vector_index=args.index, n=args.n, filter=parse_filters(args.filter))
+    hits = db[table].like(
+        {key: args.text}, vector_index=args.index, n=args.n, filter=parse_filters(args.filter),
+        mode=getattr(args, "mode", "vector"), rerank=getattr(args, "rerank", None), candidates=getattr(args, "candidates", None),
+    )
     if args.json:
         print_json(hits)
         return 0
@@ -73,7 +76,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     for rank, hit in enumerate(hits, 1):
         extra = {k: v for k, v in hit.items() if k not in (key, pk, "_score")}
         details = "  " + " ".join(f"{k}={short(v, 30)}" for k, v in extra.items()) if extra else ""
-        print(f"{rank:>3}. {hit['_score']:.4f}  [{hit[pk]}]  {short(hit.get(key))}{details}")
+        score = "   -  " if hit["_score"] is None else f"{hit['_score']:.4f}"
+        print(f"{rank:>3}. {score}  [{hit[pk]}]  {short(hit.get(key))}{details}")
     return 0
 
 
