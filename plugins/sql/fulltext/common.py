@@ -52,8 +52,7 @@ class SQLFullText(FullText):
             )
         return table, table.c[self.backend.primary_key(self.spec.table)]
 
-    @staticmethod
-    def words(query: str) -> list[str]:
+    def words(self, query: str) -> list[str]:
         """The query's words that hold a letter or digit (at most :data:`MAX_WORDS`)."""
         return [w for w in query_words(query) if any(ch.isalnum() for ch in w)][:MAX_WORDS]
 

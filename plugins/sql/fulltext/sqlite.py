@@ -3,8 +3,8 @@
 ``_fts__<index>`` holds only the index (``content='<table>'``: the text stays in the table);
 three triggers on the table (insert, delete, update of the column) tell it every change,
 in the writer's transaction, whoever the writer is. Queries match any word of the query
-(each word a phrase, so ``E-4471`` matches the tokens ``e 4471`` next to each other) and
-rank by BM25.
+(each word a phrase, so ``E-4471`` matches the tokens ``e 4471`` next to each other; common
+English words left out, :data:`STOP_WORDS`) and rank by BM25.
 
 Limits: the table needs its ``rowid`` (not ``WITHOUT ROWID``); an ``INSERT OR REPLACE`` by
 another client removes the old row without its delete trigger unless that client set
@@ -24,6 +24,13 @@ __all__ = ["SQLiteFullText", "full_text"]
 
 #: FTS5's tokenizer: Unicode words, case and accents folded.
 TOKENIZE = "unicode61 remove_diacritics 2"
+#: FTS5 has no stop words: with ``full_text_language`` ``None`` or ``'english'`` these (InnoDB's
+#: default list, which MySQL/MariaDB drop too) are left out of queries, so that a query's
+#: "the" and "on" do not make every row a candidate. Other languages keep every word.
+STOP_WORDS = frozenset(
+    "a about an are as at be by com de en for from how i in is it la of on or that the this to was what when where "
+    "who will with und www".split()
+)
 
 
 class SQLiteFullText(SQLFullText):
@@ -74,6 +81,12 @@ class SQLiteFullText(SQLFullText):
             for name in self._triggers().values():
                 conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {q(name)}")
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {q(self.spec.name)}")
+
+    def words(self, query: str) -> list[str]:  # type: ignore[override]
+        words = super().words(query)
+        if self.spec.language in (None, "english"):
+            words = [w for w in words if w.lower() not in STOP_WORDS]
+        return words
 
     def select(self, words, n, within, filter):
         table, pk = self.source()
