@@ -24,32 +24,9 @@ from pinnacle.backends.fulltext import TextIndexSpec
 from pinnacle.plugins.mongodb.fulltext import MOCK_REASON
 
 sys.path.insert(0, str(Path(__file__).parent))  # hybrid_models must import by name
+sys.path.insert(0, str(Path(__file__).parents[2]))  # hybrid_corpus
+from hybrid_corpus import CODE_QUERY, CODE_ROW, CORPUS  # noqa: E402
 from hybrid_models import OverlapReranker  # noqa: E402
-
-CORPUS = [
-    ("k01", "support", "E-4471: the partition table is damaged; restore it from the recovery drive."),
-    ("k02", "support", "Startup fault E-4417: the loader cannot find the kernel image."),
-    ("k03", "support", "At power-up the machine shows fault E-7441 and freezes."),
-    ("k04", "support", "The notebook fails to power on and shows a fault number on a black screen."),
-    ("k05", "support", "If the computer will not switch on, check the power cable and the battery first."),
-    ("k06", "support", "Fault E-1447 while booting: the fan is blocked, so the system halts to avoid overheating."),
-    ("k07", "billing", "Invoice INV-2291 was charged twice; the duplicate payment is refunded within five days."),
-    ("k08", "billing", "A duplicate charge on your card is refunded automatically within a week."),
-    ("k09", "billing", "Invoice INV-9122 covers the annual plan paid in March."),
-    ("k10", "network", "Router code R-17 means the cable modem lost its upstream signal."),
-    ("k11", "network", "When the internet connection drops, restart the modem and the router."),
-    ("k12", "network", "Router code R-71 is shown while the firmware update is installing."),
-    ("k13", "billing", "A spelling error in the billing address delays the invoice."),
-    ("k14", "billing", "The startup plan is billed monthly and can be cancelled at any time."),
-    ("k15", "sales", "The laptop bag you ordered ships next week."),
-    ("k16", "sales", "Every laptop sold this month comes with a second charger."),
-    ("k17", "billing", "An error in the tax rate was corrected on the next invoice."),
-    ("k18", "sales", "Startup founders get a discount on the team plan."),
-    ("k19", "general", "Our office is closed on public holidays."),
-    ("k20", "general", "Rounding error: totals may differ by one cent from the sum of the lines."),
-]
-CODE_QUERY = "error E-4471 when the computer starts"
-CODE_ROW = "k01"
 
 
 @pytest.fixture
@@ -267,6 +244,37 @@ def test_short_codes_follow_the_engines_token_rules(hybrid, backend_uri):
         assert _ids(_like(hybrid, "R-71", n=3, mode="hybrid"))[0] == "k12"  # the vector side still finds it
     else:
         assert found[0] == "k12"
+
+
+#: Manuals of four corpus rows each: over chunks, a row ranks by its best chunk.
+MANUALS = {"m-a": [1, 14, 15, 18], "m-b": [2, 6, 7, 13], "m-c": [0, 8, 10, 17], "m-d": [3, 5, 9, 11], "m-e": [4, 12, 16, 19]}
+
+
+def test_hybrid_over_chunks_ranks_rows_by_their_best_chunk(db, minilm, no_text_search, backend_uri):
+    if backend_uri.startswith("mongodb"):
+        pytest.skip("listener chains are SQL only; MongoDB refuses them (test_chunks.py)")
+    topics = {"m-a": "support", "m-b": "support", "m-c": "support", "m-d": "network", "m-e": "billing"}
+    db["docs"].insert([
+        {"_id": m, "topic": topics[m], "text": " ".join(CORPUS[i][2] for i in rows)} for m, rows in MANUALS.items()
+    ])
+    db.apply(pinnacle.Listener("chunks", model=pinnacle.TextChunker("chunker", size=100, overlap=0), key="text", select=db["docs"]))
+    emb = pinnacle.Listener("chunk-emb", model=minilm(), key="_output", select=db.outputs_table("chunks"))
+    db.apply(pinnacle.VectorIndex("chunk-idx", indexing_listener=emb, full_text=True))
+
+    def like(**options):
+        return db["docs"].like({"text": "what does E-4471 mean"}, vector_index="chunk-idx", n=3, **options)
+
+    hits = like(mode="hybrid")
+    assert hits[0]["_id"] == "m-c" and "E-4471" in hits[0]["_chunk"] and hits[0]["_text_rank"] == 1
+    assert len({h["_id"] for h in hits}) == 3 and all(isinstance(h["_chunk"], str) for h in hits)
+    text = like(mode="text")
+    assert text[0]["_id"] == "m-c" and "E-4471" in text[0]["_chunk"]
+    filtered = like(mode="hybrid", filter={"topic": ["network", "billing"]})
+    assert {h["_id"] for h in filtered} == {"m-d", "m-e"}  # pre-filtered: both, though far from the query
+    reranked = like(mode="hybrid", rerank=OverlapReranker("overlap"), candidates=5)
+    assert reranked[0]["_id"] == "m-c" and "E-4471" in reranked[0]["_chunk"]
+    db["docs"].update({"_id": "m-c"}, {"text": CORPUS[8][2]})  # the code's chunk goes
+    assert "m-c" not in {h["_id"] for h in db["docs"].like({"text": "E-4471"}, vector_index="chunk-idx", n=3, mode="text")}
 
 
 def test_mongomock_refuses_full_text_saying_why(db, corpus_rows, minilm, backend_uri):
