@@ -108,15 +108,19 @@ def run_pipelined(
             computed.put((claim, value))
     except BaseException as exc:
         fail(exc)
-        while True:  # the claimer may be handing over one more batch
-            claim = claimed.get()
-            if claim is _END:
-                break
-            claim.release()
     finally:
-        computed.put(_END)
-        for thread in threads:
-            thread.join()
+        stop.set()  # claim no more (after a normal end the claimer is done already)
+        computed.put(_END)  # the writer commits what it was given, then ends
+        claimer_thread, writer_thread = threads
+        while claimer_thread.is_alive() or not claimed.empty():  # batches claimed but never computed
+            try:
+                claim = claimed.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            if claim is not _END:
+                claim.release()
+        claimer_thread.join()
+        writer_thread.join()
     if errors:
         raise errors[0]
 

@@ -56,7 +56,7 @@ def claim(backend: t.Any, spec: ListenerSpec, limit: int, sources: t.Optional[t.
             with backend._listener_lock:
                 skip = sorted(held)
         columns = [pk, *(source_table.c[c] for c in spec.key_columns if c != pk.name)]
-        reader = _Reader(dialect, queue, columns)
+        reader = _Reader(dialect, queue, columns, sources is not None)
         entries = reader.entries(conn, limit, sources, skip)
         if held is not None:
             held_ids = [qid for got in entries.values() for qid, _ in got]
@@ -96,12 +96,16 @@ class _Reader:
     """The reads of one claim: its queue entries, and its source rows. Where claims lock
     nothing (SQLite) the rows come with the entries, through a join; where they lock rows the
     rows are read after, by key, so that no lock reaches the source table and the plan of the
-    locking read stays a walk of the queue's primary key."""
+    locking read stays a walk of the queue's primary key (or, on MySQL/MariaDB, in the plain
+    read that finds the entries of given sources before they are locked: a row read after its
+    entry was made is never older than the change the entry stands for)."""
 
-    def __init__(self, dialect: "Dialect", queue: sa.Table, columns: list[sa.Column]):
+    def __init__(self, dialect: "Dialect", queue: sa.Table, columns: list[sa.Column], sources: bool):
         self.dialect, self.queue, self.columns = dialect, queue, columns
         self.names = [c.name for c in columns]
-        self.join = not dialect.locking_claims
+        # Given sources, a database that locks them by primary key after a plain read
+        # (``dialect.plain_read_first``, MySQL/MariaDB) reads the rows in that plain read.
+        self.join = not dialect.locking_claims or (sources and dialect.plain_read_first)
         #: ``{source: row}`` read with the entries (``None`` when read after, by :meth:`read_rows`).
         self.rows: t.Optional[dict[t.Any, t.Optional[dict]]] = {} if self.join else None
 

@@ -56,6 +56,9 @@ class Dialect:
     #: Whether a claim locks its queue rows (``SELECT ... FOR UPDATE SKIP LOCKED``) in a
     #: transaction that stays open while the model runs. SQLite: no (one writer at a time).
     locking_claims: t.ClassVar[bool] = True
+    #: Whether :meth:`select_for_update` finds the rows in a plain read before it locks them by
+    #: primary key (MySQL/MariaDB): a claim of given sources then reads their rows in that read.
+    plain_read_first: t.ClassVar[bool] = False
     #: Whether outputs may be pgvector columns searched in the database (PostgreSQL).
     supports_pgvector: t.ClassVar[bool] = False
     #: Table options for tables that need not outlive the server (``_pinnacle_claims``).

@@ -42,6 +42,7 @@ class MySQLDialect(Dialect):
     """MySQL and MariaDB (``mysql://``, ``mariadb://``) through PyMySQL or another driver."""
 
     name = "mysql"
+    plain_read_first = True
     # Claims in progress need not outlive the server: a MEMORY table costs no log flush.
     ephemeral_table = {"mysql_engine": "MEMORY"}
     holder_sql = "SELECT CONNECTION_ID()"
@@ -218,7 +219,7 @@ def _undo(engine, tables, before, triggers, saved, quote) -> None:
 # -- locking through the primary key -------------------------------------------------------------
 def lock_by_primary_key(
     conn: sa.Connection, table: sa.Table, query: sa.Select, *, skip_locked: bool, chunk: int = 500,
-    recheck: t.Optional[sa.ColumnElement] = None,
+    recheck: t.Optional[sa.ColumnElement] = None, ids: t.Optional[list[int]] = None,
 ) -> list[sa.Row]:
     """The rows of ``query`` (which selects ``table``'s primary key ``id`` first), locked FOR UPDATE.
 
@@ -228,13 +229,34 @@ def lock_by_primary_key(
     part of a small table, MariaDB scans the whole table and waits for every row another
     worker holds. So: find the ids with a plain (non-locking) read, then lock exactly
     those rows by primary key, in ascending order, re-checking ``recheck`` (the part of
-    ``query``'s condition that may have changed meanwhile; by default all of it).
+    ``query``'s condition that may have changed meanwhile; by default all of it). ``ids``:
+    found already (``query`` is then not run).
 
     The ids go in as one JSON array (``JSON_TABLE``, MariaDB 10.6+ and MySQL 8.0.4+), else
     as a ``UNION ALL`` of bound values, ``chunk`` at a time.
+
+    ``query`` may also select columns of other tables it joins (a claim's source rows): those
+    come from the plain read, ``table``'s own columns from the locking one, which locks
+    ``table``'s rows alone.
     """
     pk = table.c.id
-    ids = sorted({row[0] for row in conn.execute(query)})
+    selected = list(query.selected_columns)
+    own = [i for i, c in enumerate(selected) if getattr(c, "table", None) is table]
+    if len(own) < len(selected):
+        plain = {row[0]: row for row in conn.execute(query).all()}
+        locked = lock_by_primary_key(
+            conn, table, sa.select(*(selected[i] for i in own)),
+            skip_locked=skip_locked, chunk=chunk, recheck=recheck if recheck is not None else query.whereclause,
+            ids=sorted(plain),
+        )
+        out = []
+        for row in locked:
+            values = list(plain[row[0]])
+            for i, value in zip(own, row):
+                values[i] = value
+            out.append(tuple(values))
+        return out  # type: ignore[return-value]
+    ids = sorted({row[0] for row in conn.execute(query)}) if ids is None else ids
     if recheck is None:
         recheck = query.whereclause
     whole = _has_json_table(conn)
