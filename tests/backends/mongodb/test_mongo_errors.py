@@ -70,7 +70,7 @@ CALLS = {
     "close": lambda b, s: b.close(),
 }
 #: Public store methods that do not talk to the server.
-NO_IO = {"primary_key", "worker_uri", "supports", "require"}
+NO_IO = {"primary_key", "worker_uri", "supports", "require", "full_text", "full_text_missing"}  # full_text: a handle; its calls do the I/O
 
 
 def _store_methods() -> set[str]:
