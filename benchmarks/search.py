@@ -12,6 +12,15 @@ One run prints one table (Markdown) with, per dataset:
   ``--pg-uri``): exact search and the HNSW index through pinnacle's own search path
   (``VectorIndex(index=None)`` / ``index="hnsw"``), plus a filtered query (1% of rows).
 
+With ``--hybrid`` it measures hybrid search instead (issue 15), through ``like()`` end to end
+on each database: 100,000 rows of text (demo sentences, each with a unique case code
+``C-000123``) and 384-dim vectors, ``VectorIndex(full_text=True)``; per backend the p50/p95 of
+``mode="vector"``, ``"text"`` and ``"hybrid"`` (n=10, 50 candidates per side), hybrid with a
+filter on 1% of rows, and the time ``apply()`` took to build the full-text index. Backends:
+SQLite (FTS5), PostgreSQL (the server on 127.0.0.1:5432: tsvector/GIN, vectors in memory),
+PostgreSQL with pgvector (the pgserver cluster: both sides in the database), MariaDB on
+127.0.0.1:3306 (InnoDB FULLTEXT). MongoDB is not measured: mongomock has no ``$text``.
+
 Datasets: ``random`` (normalised Gaussian vectors, the hard case for graphs) and
 ``clustered`` (1,000 centres plus noise, normalised: closer to real embeddings). Queries
 are dataset vectors plus noise (of norm about 0.5). Vectors are written straight into the outputs table with
@@ -22,6 +31,7 @@ Run (from the repository root)::
     .venv/bin/python benchmarks/search.py              # everything, about 10 minutes on 2 cores
     .venv/bin/python benchmarks/search.py --faiss      # plus the faiss reference rows
     .venv/bin/python benchmarks/search.py --rows 20000 --skip-pg
+    .venv/bin/python benchmarks/search.py --hybrid     # hybrid latency per backend (about 10 minutes)
 
 Tests never import this module.
 """
@@ -29,6 +39,9 @@ Tests never import this module.
 from __future__ import annotations
 
 import argparse
+import dataclasses as dc
+import hashlib
+import importlib
 import importlib.util
 import os
 import platform
@@ -260,6 +273,176 @@ def bench_pgvector(uri: str, name: str, data: np.ndarray, queries: np.ndarray, t
     return results
 
 
+# -- hybrid (issue 15) ----------------------------------------------------------------------
+@dc.dataclass(kw_only=True, repr=False)
+class HashQuery(pinnacle.Model):
+    """A query embedder for the benchmark: a unit vector seeded by the text's sha256 (microseconds)."""
+
+    signature: str = "singleton"
+
+    def predict(self, x: str) -> np.ndarray:
+        seed = int.from_bytes(hashlib.sha256(x.encode()).digest()[:8], "little")
+        vector = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
+        return vector / np.linalg.norm(vector)
+
+    def infer_datatype(self) -> pinnacle.Vector:
+        return pinnacle.Vector(DIM)
+
+
+def _importable_model() -> type:
+    """:class:`HashQuery` from this file imported as module ``search`` (components are stored by
+    import path, and ``__main__`` is not one other code can import)."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    return importlib.import_module("search").HashQuery
+
+
+def hybrid_texts(rows: int) -> list[str]:
+    from pinnacle._demo_corpus import MAX_ROWS, demo_rows
+
+    sentences = [r["text"] for r in demo_rows(MAX_ROWS, seed=3)]
+    return [f"{sentences[i % len(sentences)]} Case C-{i:06d}." for i in range(rows)]
+
+
+def hybrid_queries(rows: int, count: int) -> list[str]:
+    rng = np.random.default_rng(7)
+    from pinnacle._demo_corpus import QUERIES
+
+    natural = [q for q, _ in QUERIES] + ["the disk on the database server was full", "a quick pasta sauce with basil"]
+    codes = [f"error C-{int(j):06d} on my laptop" for j in rng.integers(0, rows, count)]
+    return [natural[i % len(natural)] if i % 2 else codes[i] for i in range(count)]
+
+
+def write_bytes_outputs(db: "pinnacle.Datalayer", table: str, data: np.ndarray, model_uuid: str) -> None:
+    """The outputs as float32 bytes (SQLite, MariaDB, PostgreSQL without pgvector)."""
+    import sqlalchemy as sa
+
+    outputs = sa.table(table, sa.column("_source"), sa.column("_output"), sa.column("_model_uuid"), sa.column("_updated_at"))
+    now = time.time()
+    with db.backend.engine.begin() as conn:
+        for start in range(0, len(data), 5000):
+            conn.execute(outputs.insert(), [
+                {"_source": str(i), "_output": data[i].astype("<f4").tobytes(), "_model_uuid": model_uuid, "_updated_at": now}
+                for i in range(start, min(len(data), start + 5000))
+            ])
+
+
+def latency(fn: t.Callable[[str], t.Any], queries: list[str]) -> dict[str, float]:
+    for q in queries[:10]:
+        fn(q)
+    times = []
+    for q in queries:
+        start = time.perf_counter()
+        fn(q)
+        times.append(time.perf_counter() - start)
+    ms = np.array(times) * 1e3
+    return {"p50": float(np.median(ms)), "p95": float(np.percentile(ms, 95))}
+
+
+def bench_hybrid(name: str, uri: str, data: np.ndarray, queries: list[str], **options: t.Any) -> list[Result]:
+    db = pinnacle.connect(uri, **options)
+    rows = len(data)
+    texts = hybrid_texts(rows)
+    start = time.perf_counter()
+    for part in range(0, rows, 10_000):
+        db["hdocs"].insert([{"_id": str(i), "bucket": i % 100, "text": texts[i]} for i in range(part, min(rows, part + 10_000))])
+    loaded = time.perf_counter() - start
+    listener = pinnacle.Listener("hemb", model=_importable_model()("hash-query"), key="text", select="hdocs")
+    start = time.perf_counter()
+    db.apply(pinnacle.VectorIndex("hidx", indexing_listener=listener, full_text=True), wait=False)
+    build = time.perf_counter() - start  # the listener's tables and triggers, and the full-text index over every row
+    with db.backend.engine.begin() as conn:
+        conn.exec_driver_sql(f"DELETE FROM {db.backend.quote('_queue__hemb')}")  # the vectors are given
+    if options.get("pgvector"):
+        copy_outputs(db, "_outputs__hemb", data, listener.model.uuid)
+    else:
+        write_bytes_outputs(db, "_outputs__hemb", data, listener.model.uuid)
+    like = db["hdocs"].like
+    kind = "pgvector" if options.get("pgvector") else "in memory"
+    print(f"  {name}: {rows:,} rows loaded in {loaded:.1f}s, apply (full-text index) {build:.1f}s; vectors {kind}", flush=True)
+    results = []
+    for label, fn in [
+        ("vector", lambda q: like({"text": q}, vector_index="hidx", n=K)),
+        ("text", lambda q: like({"text": q}, vector_index="hidx", n=K, mode="text")),
+        ("hybrid", lambda q: like({"text": q}, vector_index="hidx", n=K, mode="hybrid")),
+        ("hybrid, filter 1% of rows", lambda q: like({"text": q}, vector_index="hidx", n=K, mode="hybrid", filter={"bucket": 7})),
+    ]:
+        found = latency(fn, queries)
+        results.append({"backend": name, "search": label, "build": build, **found})
+        print(f"    {label:28s} p50={found['p50']:.2f}ms p95={found['p95']:.2f}ms", flush=True)
+    db.close()
+    return results
+
+
+def hybrid_table(results: list[Result]) -> str:
+    lines = ["| backend | search | p50 (ms) | p95 (ms) |", "| --- | --- | ---: | ---: |"]
+    for r in results:
+        lines.append(f"| {r['backend']} | {r['search']} | {r['p50']:.2f} | {r['p95']:.2f} |")
+    builds = {r["backend"]: r["build"] for r in results}
+    lines.append("")
+    lines.append("apply() with full_text=True (tables, triggers, the text index over every row): "
+                 + ", ".join(f"{b} {s:.1f} s" for b, s in builds.items()))
+    return "\n".join(lines)
+
+
+def _fresh(kind: str, admin: str, public: bool = False) -> tuple[str, t.Callable[[], None]]:
+    """A URI to a new schema (PostgreSQL) or database (MariaDB) on ``admin``'s server, and its drop."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"pn_bench_{uuid.uuid4().hex[:8]}"
+    driver = admin.replace("postgresql://", "postgresql+psycopg://").replace("mysql://", "mysql+pymysql://")
+    engine = sa.create_engine(driver, isolation_level="AUTOCOMMIT")
+    quoted = f'"{name}"' if kind == "postgresql" else f"`{name}`"
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"CREATE {'SCHEMA' if kind == 'postgresql' else 'DATABASE'} {quoted}")
+
+    def drop() -> None:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"DROP {'SCHEMA' if kind == 'postgresql' else 'DATABASE'} {quoted}" + (" CASCADE" if kind == "postgresql" else ""))
+        engine.dispose()
+
+    if kind == "postgresql":  # ``public``: where the pgvector cluster has the extension
+        return f"{admin}?options=-csearch_path%3D{name}" + (",public" if public else ""), drop
+    return admin.rsplit("/", 1)[0] + f"/{name}", drop
+
+
+def main_hybrid(args: argparse.Namespace) -> None:
+    data, _ = make_dataset("clustered", args.rows, 1)
+    queries = hybrid_queries(args.rows, args.queries)
+    print(f"# hybrid search benchmark: {args.rows:,} rows x {DIM}, {len(queries)} queries (half with a case code), "
+          f"k={K}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores", flush=True)
+    results: list[Result] = []
+    backends = args.backends.split(",")
+    if "sqlite" in backends:
+        folder = Path(tempfile.mkdtemp(prefix="pinnacle-bench-hybrid-"))
+        try:
+            results += bench_hybrid("SQLite (FTS5)", f"sqlite:///{folder / 'bench.db'}", data, queries)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    for kind, label, admin in [("postgresql", "PostgreSQL (GIN), vectors in memory", args.postgresql),
+                               ("mariadb", "MariaDB (InnoDB FULLTEXT)", args.mariadb)]:
+        if kind not in backends:
+            continue
+        uri, drop = _fresh("postgresql" if kind == "postgresql" else "mariadb", admin)
+        try:
+            results += bench_hybrid(label, uri, data, queries, **({"pgvector": False} if kind == "postgresql" else {}))
+        finally:
+            drop()
+    if "pgvector" in backends:
+        with Cluster() as cluster:
+            uri, drop = _fresh("postgresql", cluster.uri, public=True)
+            try:
+                results += bench_hybrid("PostgreSQL + pgvector (GIN)", uri, data, queries, pgvector=True)
+            finally:
+                drop()
+    print("  MongoDB: not measured (mongomock has no $text; a real server runs the same code)")
+    print()
+    print(hybrid_table(results))
+
+
 # -- report ----------------------------------------------------------------------------------
 def table(results: list[Result]) -> str:
     lines = [
@@ -280,7 +463,13 @@ def main(argv: t.Optional[list[str]] = None) -> None:
     parser.add_argument("--faiss", action="store_true", help="add faiss HNSWFlat/IVFFlat rows (needs faiss-cpu)")
     parser.add_argument("--skip-pg", action="store_true", help="no pgvector rows")
     parser.add_argument("--pg-uri", help="a PostgreSQL with pgvector to use instead of a pgserver cluster")
+    parser.add_argument("--hybrid", action="store_true", help="hybrid search per backend instead (issue 15)")
+    parser.add_argument("--backends", default="sqlite,postgresql,pgvector,mariadb", help="--hybrid: which backends")
+    parser.add_argument("--postgresql", default="postgresql://postgres@127.0.0.1:5432/test", help="--hybrid: PostgreSQL server")
+    parser.add_argument("--mariadb", default="mysql://root@127.0.0.1:3306/test", help="--hybrid: MariaDB server")
     args = parser.parse_args(argv)
+    if args.hybrid:
+        return main_hybrid(args)
 
     print(f"# search benchmark: {args.rows:,} x {DIM}, {args.queries} queries, k={K}; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}", flush=True)
