@@ -68,8 +68,9 @@ def _exists(db) -> bool:
 
 def test_dense_misses_the_code_hybrid_finds_it_first(hybrid):
     dense = _ids(_like(hybrid, CODE_QUERY, n=5))
-    assert dense.index(CODE_ROW) >= 2  # two start-up faults with look-alike codes come first
-    assert set(dense[:2]) == {"k02", "k03"}
+    # Start-up faults with look-alike codes come first: E-4417 (k02, by 0.02), then E-7441 (k03)
+    # and the row with the code (k01) within 0.001 of each other.
+    assert dense[0] == "k02" and dense.index(CODE_ROW) in (1, 2) and "k03" in dense[:3]
     text = _like(hybrid, CODE_QUERY, n=5, mode="text")
     assert text[0]["_id"] == CODE_ROW and text[0]["_text_rank"] == 1 and text[0]["_vector_rank"] is None
     assert "k02" not in _ids(text) and "k03" not in _ids(text)  # no word of the query in them
