@@ -19,7 +19,7 @@ from pinnacle.base.component import Component
 from pinnacle.catalogue import Catalogue, listeners_in
 from pinnacle.components.listener import Listener
 from pinnacle.components.vector_index import VectorIndex
-from pinnacle.embedding.drain import DrainStats, RetryPolicy
+from pinnacle.embedding.drain import DEFAULT_BATCH_ROWS, MAX_CLAIM_ROWS, DrainStats, RetryPolicy
 from pinnacle.runtimes import Runtimes
 from pinnacle.search import Search
 from pinnacle.table import Table
@@ -51,7 +51,9 @@ class Datalayer:
 
     Args:
         backend: The data backend (see :func:`connect`).
-        batch_rows: Rows per drain transaction.
+        batch_rows: Rows per drain transaction. Not given: 1,024, and a drain of a long queue
+            claims up to 8,192 at once when the model is fast enough to make that worth it
+            (:class:`~pinnacle.embedding.drain.ClaimSize`); given: exactly that many.
         retry: How failing rows are retried before they are parked as failed.
         metadata_ttl: Seconds between checks for components applied by other processes.
         compute: Who computes bulk work (backfills): ``"local"`` (this process, the default),
@@ -63,7 +65,7 @@ class Datalayer:
         self,
         backend: DataBackend,
         *,
-        batch_rows: int = 1024,
+        batch_rows: t.Optional[int] = None,
         retry: RetryPolicy = RetryPolicy(),
         metadata_ttl: float = 5.0,
         compute: t.Any = None,
@@ -72,7 +74,8 @@ class Datalayer:
         self.compute = load_compute(compute)
         self.catalogue = Catalogue(backend, on_activate=self._activated, on_forget=self._forgotten)
         self.runtimes = Runtimes(
-            self.catalogue, batch_rows=batch_rows, retry=retry, metadata_ttl=metadata_ttl,
+            self.catalogue, batch_rows=batch_rows or DEFAULT_BATCH_ROWS,
+            max_claim_rows=MAX_CLAIM_ROWS if batch_rows is None else batch_rows, retry=retry, metadata_ttl=metadata_ttl,
             on_commit=lambda *commit: self.search.apply_commit(*commit),
         )
         self.search = Search(self.catalogue, self.runtimes)

@@ -38,6 +38,7 @@ class Runtimes:
     Args:
         catalogue: The stored components (the registry loads listeners from it).
         batch_rows: Rows per drain transaction.
+        max_claim_rows: The most rows per transaction of a pipelined drain with a fast model.
         retry: How failing rows are retried before they are parked as failed.
         metadata_ttl: Seconds between checks for components applied by other processes.
         on_commit: Called after each commit (search keeps its in-memory indexes fresh with it).
@@ -45,10 +46,12 @@ class Runtimes:
 
     def __init__(
         self, catalogue: Catalogue, *, batch_rows: int, retry: RetryPolicy, metadata_ttl: float, on_commit: CommitHook,
+        max_claim_rows: t.Optional[int] = None,
     ):
         self.catalogue = catalogue
         self.backend: DataBackend = catalogue.backend
         self.batch_rows = batch_rows
+        self.max_claim_rows = max_claim_rows or batch_rows
         self.retry_policy = retry
         self.metadata_ttl = metadata_ttl
         self._on_commit = on_commit
@@ -82,12 +85,13 @@ class Runtimes:
         if serving_version is not None and serving_version != latest.version:
             serving = t.cast(Listener, self.catalogue.load("Listener", latest.identifier, serving_version))
         return ListenerRuntime(
-            self.backend, serving, latest, batch_rows=self.batch_rows, retry=self.retry_policy, on_commit=self._commit_hook
+            self.backend, serving, latest, batch_rows=self.batch_rows, max_claim_rows=self.max_claim_rows,
+            retry=self.retry_policy, on_commit=self._commit_hook,
         )
 
     def _commit_hook(self, listener: Listener) -> OnCommit:
         spec = ListenerSpec.of(listener)
-        return lambda sources, vectors, removed, stamp: self._on_commit(spec, sources, vectors, removed, stamp)
+        return lambda sources, vectors, removed, stamp, version=None: self._on_commit(spec, sources, vectors, removed, stamp, version)
 
     def sync(self, force: bool = False) -> None:
         """Pick up listeners and indexes applied or removed by other processes (at most every ``metadata_ttl`` s)."""

@@ -137,8 +137,12 @@ class ListenerStore(abc.ABC):
         """``(source, updated_at)`` of every output, without the vectors."""
 
     @abc.abstractmethod
-    def outputs_version(self, spec: ListenerSpec) -> tuple[int, float]:
-        """``(count, latest update time)`` of the outputs: a cheap change check."""
+    def outputs_version(self, spec: ListenerSpec) -> t.Hashable:
+        """A cheap change check: a value that differs after any commit that changed the outputs
+        (SQL: a token replaced by each such commit; MongoDB: ``(count, latest update time)``).
+
+        A claim whose commit can say which version it replaced sets ``claim.outputs_version``
+        to ``(old, new)``: an index that had seen ``old`` is then at ``new`` with that commit."""
 
     @abc.abstractmethod
     def queue_status(self, spec: ListenerSpec) -> dict[str, int]:

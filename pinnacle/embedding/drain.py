@@ -18,9 +18,18 @@ from pinnacle.embedding.predict import PredictError, predict_isolating
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Drainer", "DrainStats", "RetryPolicy"]
+__all__ = ["Drainer", "DrainStats", "RetryPolicy", "ClaimSize", "DEFAULT_BATCH_ROWS", "MAX_CLAIM_ROWS"]
 
-OnCommit = t.Callable[[list[t.Any], list[np.ndarray], list[t.Any], float], None]
+#: Rows per claim unless told otherwise.
+DEFAULT_BATCH_ROWS = 1024
+#: The most rows a pipelined drain claims at once with a fast model, unless told a batch size.
+#: Measured with a model that costs nothing (benchmarks/framework_ceiling.py, 50,000 rows):
+#: PostgreSQL 18,000 rows/s at 1,024 rows a claim, 21,700 at 4,096, 23,000 at 8,192 and
+#: 18,400 at 16,384; SQLite the same from 1,024 to 4,096.
+MAX_CLAIM_ROWS = 8192
+
+#: ``(sources, vectors, removed, stamp, version)``: ``version`` is the claim's ``(old, new)`` outputs version, or ``None``.
+OnCommit = t.Callable[[list[t.Any], list[np.ndarray], list[t.Any], float, t.Optional[tuple]], None]
 
 
 @dc.dataclass(frozen=True)
@@ -55,6 +64,35 @@ class DrainStats:
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
+class ClaimSize:
+    """Rows per claim of a pipelined drain, chosen by measurement: at least ``rows``, at most
+    ``max_rows``, as many as the model computes in about ``target_s``.
+
+    A slow model (a CPU encoder) keeps ``rows``; a fast one (a GPU, a cheap model) gets
+    larger claims, so each transaction's fixed cost (statements, round trips, commit) is
+    shared by more rows. The model's own batch size (``predict_batches``) is not changed.
+
+    Example:
+        >>> size = ClaimSize(1024, max_rows=8192, target_s=0.25)
+        >>> size.observe(1024, 2.0).rows        # 2 ms a row: the model is the cost
+        1024
+        >>> size.observe(1024, 0.001).rows      # 1 us a row: claim the most
+        8192
+    """
+
+    def __init__(self, rows: int, *, max_rows: int, target_s: float = 0.25):
+        self.min_rows = self.rows = rows
+        self.max_rows = max(rows, max_rows)
+        self.target_s = target_s
+
+    def observe(self, rows: int, seconds: float) -> "ClaimSize":
+        """Size the next claims after the model took ``seconds`` for ``rows``."""
+        if rows > 0:
+            fits = self.max_rows if seconds <= 0 else int(self.target_s * rows / seconds)
+            self.rows = min(self.max_rows, max(self.min_rows, fits))
+        return self
+
+
 class Drainer:
     """Computes the queued rows of one listener.
 
@@ -62,8 +100,10 @@ class Drainer:
         backend: Where the rows, queue and outputs live.
         listener: The listener (its model is loaded on first use).
         batch_rows: Rows claimed and predicted per pass (one transaction each).
+        max_claim_rows: The most rows a pipelined drain claims at once when the model is fast
+            (:class:`ClaimSize`); default ``batch_rows`` (claims of exactly that size).
         retry: The :class:`RetryPolicy` for rows whose prediction fails.
-        on_commit: Called with ``(sources, vectors, removed, stamp)`` after each commit.
+        on_commit: Called with ``(sources, vectors, removed, stamp, version)`` after each commit.
     """
 
     def __init__(
@@ -71,7 +111,8 @@ class Drainer:
         backend: DataBackend,
         listener: Listener,
         *,
-        batch_rows: int = 1024,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        max_claim_rows: t.Optional[int] = None,
         retry: RetryPolicy = RetryPolicy(),
         on_commit: t.Optional[OnCommit] = None,
     ):
@@ -79,6 +120,7 @@ class Drainer:
         self.listener = listener
         self.spec = ListenerSpec.of(listener)
         self.batch_rows = batch_rows
+        self.max_claim_rows = max_claim_rows or batch_rows
         self.retry = retry
         self.on_commit = on_commit
         self._datatype = None
@@ -121,8 +163,10 @@ class Drainer:
                 claim.release()
                 return total
             if pipelined and sum(len(item.queue_ids) for item in claim.items) >= self.batch_rows:
-                # A full batch: more are queued. Claim ahead of the model, commit behind it.
-                self._pipeline(lambda: self.backend.claim_work(self.spec, self.batch_rows), total, progress, first=claim)
+                # A full batch: more are queued. Claim ahead of the model, commit behind it,
+                # in claims as large as the model's pace makes worth it.
+                size = ClaimSize(self.batch_rows, max_rows=self.max_claim_rows)
+                self._pipeline(lambda: self.backend.claim_work(self.spec, size.rows), total, progress, first=claim, size=size)
                 return total
             with claim:
                 stats = self._tick(self._commit(claim, self.compute(claim)), progress)
@@ -170,7 +214,7 @@ class Drainer:
                 pairs = [(s, v) for (s, _), v in zip(result.outputs, vectors) if s in committed]
                 done, vecs = [s for s, _ in pairs], [v for _, v in pairs]
                 gone = [s for s in result.gone if s in committed]
-            self.on_commit(done, vecs, gone, stamp)
+            self.on_commit(done, vecs, gone, stamp, getattr(claim, "outputs_version", None))
         return stats
 
     def _tick(self, stats: DrainStats, progress: t.Optional[t.Any]) -> DrainStats:
@@ -192,13 +236,23 @@ class Drainer:
 
         return next_claim
 
-    def _pipeline(self, next_claim, total: DrainStats, progress, *, first: t.Optional[Claim] = None, stop_when_taken: bool = True) -> None:
+    def _pipeline(
+        self, next_claim, total: DrainStats, progress, *, first: t.Optional[Claim] = None,
+        stop_when_taken: bool = True, size: t.Optional[ClaimSize] = None,
+    ) -> None:
         def commit(claim: Claim, computed) -> bool:
             stats = self._tick(self._commit(claim, computed), progress)
             total.add(stats)
             return not (stop_when_taken and stats.skipped == stats.rows)  # all taken by other workers: stop
 
-        run_pipelined(next_claim, self.compute, commit, first=first)
+        def compute(claim: Claim):
+            start = time.perf_counter()
+            computed = self.compute(claim)
+            if size is not None:
+                size.observe(len(claim.items), time.perf_counter() - start)
+            return computed
+
+        run_pipelined(next_claim, compute, commit, first=first)
 
     # -- computing ----------------------------------------------------------------------
     def _compute(self, items: list[WorkItem]) -> tuple[WorkResult, list[np.ndarray]]:

@@ -37,6 +37,7 @@ class ListenerRuntime:
         *,
         batch_rows: int,
         retry: RetryPolicy,
+        max_claim_rows: t.Optional[int] = None,
         on_commit: t.Callable[[Listener], OnCommit],
     ):
         self.backend = backend
@@ -44,7 +45,7 @@ class ListenerRuntime:
         self.serving = serving
         self.latest = latest
         self._make = lambda listener: Drainer(
-            backend, listener, batch_rows=batch_rows, retry=retry, on_commit=on_commit(listener)
+            backend, listener, batch_rows=batch_rows, max_claim_rows=max_claim_rows, retry=retry, on_commit=on_commit(listener)
         )
         self.drainers = {serving.version: self._make(serving)}
         if latest.version != serving.version:

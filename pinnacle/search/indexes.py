@@ -41,7 +41,7 @@ class DatabaseIndex:
         self.spec = ListenerSpec.of(listener)
         self.native = native
 
-    def apply_commit(self, sources: list, vectors: list, removed: list, stamp: float) -> None:
+    def apply_commit(self, sources: list, vectors: list, removed: list, stamp: float, version: t.Optional[tuple] = None) -> None:
         """Nothing to do: the database sees every commit."""
 
     def refresh(self) -> None:
@@ -56,8 +56,9 @@ class DatabaseIndex:
 class LiveIndex:
     """Keeps a :class:`NumpySearcher` equal to the outputs table.
 
-    This process's own writes are applied as they commit; before each search a cheap
-    ``(count, latest)`` check detects writes by others, and only changed rows are read.
+    This process's own writes are applied as they commit; before each search a cheap check
+    of the outputs' version (``outputs_version``) detects writes by others, and only changed
+    rows are read.
     """
 
     def __init__(self, backend: DataBackend, index: VectorIndex, listener: Listener):
@@ -69,12 +70,17 @@ class LiveIndex:
         self.multi = isinstance(self.datatype, MultiVector)
         self.searcher = _make_searcher(index, self.multi)
         self._stamps: dict[t.Any, float] = {}
-        self._synced: t.Optional[tuple[int, float]] = None
+        self._synced: t.Optional[t.Hashable] = None  # the outputs version read last (None: never)
         self._lock = threading.RLock()
 
-    def apply_commit(self, sources: list, vectors: list[np.ndarray], removed: list, stamp: float) -> None:
-        """Take this process's committed outputs without reading them back."""
+    def apply_commit(
+        self, sources: list, vectors: list[np.ndarray], removed: list, stamp: float, version: t.Optional[tuple] = None,
+    ) -> None:
+        """Take this process's committed outputs without reading them back. ``version``: the
+        ``(old, new)`` outputs version of the commit; at ``old`` before, the copy is at ``new`` after."""
         with self._lock:
+            if version is not None and self._synced is not None and self._synced == version[0]:
+                self._synced = version[1]
             if sources:
                 self.searcher.upsert(sources, vectors if self.multi else np.asarray(vectors, dtype=np.float32))
                 for s in sources:
@@ -90,10 +96,11 @@ class LiveIndex:
             version = self.backend.outputs_version(self.spec)
             if version == self._synced:
                 return
-            mine = (len(self._stamps), max(self._stamps.values(), default=0.0))
-            if self._synced is not None and version[0] == mine[0] and version[1] == mine[1]:
-                self._synced = version
-                return
+            if self._synced is not None and isinstance(version, tuple):  # (count, latest): MongoDB
+                mine = (len(self._stamps), max(self._stamps.values(), default=0.0))
+                if version == mine:
+                    self._synced = version
+                    return
             stamps = dict(self.backend.output_stamps(self.spec))
             changed = [s for s, ts in stamps.items() if self._stamps.get(s) != ts]
             removed = [s for s in self._stamps if s not in stamps]

@@ -47,11 +47,13 @@ class Search:
         if self.backend.get_component("VectorIndex", identifier) is None:
             self.text.removed(identifier)
 
-    def apply_commit(self, spec: ListenerSpec, sources: list, vectors: list, removed: list, stamp: float) -> None:
+    def apply_commit(
+        self, spec: ListenerSpec, sources: list, vectors: list, removed: list, stamp: float, version: t.Optional[tuple] = None,
+    ) -> None:
         """Bring the in-memory indexes over ``spec``'s outputs up to a commit of this process."""
         for live in list(self.indexes.values()):
             if live.spec == spec:
-                live.apply_commit(sources, vectors, removed, stamp)
+                live.apply_commit(sources, vectors, removed, stamp, version)
 
     def activate(self, index: VectorIndex) -> None:
         """``index`` became current here: its run-time form is rebuilt on next use, and its

@@ -23,7 +23,7 @@ import typing as t
 import sqlalchemy as sa
 
 from pinnacle.backends.base import Claim, Failure, ListenerSpec, WorkItem, WorkResult
-from pinnacle.plugins.sql import inflight
+from pinnacle.plugins.sql import inflight, versions
 from pinnacle.plugins.sql.schema import ITEM_ID_LENGTH
 from pinnacle.plugins.sql.statements import chunks
 
@@ -196,6 +196,8 @@ class SQLClaim(Claim):
         self._tables = tables
         self._holder = holder
         self._record: t.Optional[int] = None  # the in-flight record, from mark_in_flight until the commit
+        #: ``(old, new)`` version of the outputs after a commit that changed them (``versions.py``).
+        self.outputs_version: t.Optional[tuple[str, str]] = None
         # Without row locks (SQLite): the queue ids this claim holds in this process, until it ends.
         self._held, self._held_ids = held
 
@@ -287,6 +289,8 @@ class SQLClaim(Claim):
             dialect.upsert_outputs(conn, outputs, rows)
             dialect.delete_keys(conn, outputs.c._source, gone)
         dialect.delete_rare_keys(conn, failed.c._source, done + gone)
+        if done or gone:
+            self.outputs_version = versions.replace(conn, dialect, self.backend._state_table, outputs.name)
         parked = [
             {"_source": s, "error_type": f.error_type[:200], "message": f.message, "attempts": f.attempts, "failed_at": now}
             for s, f in result.failed

@@ -96,15 +96,20 @@ def create_engine(uri: str, *, lock_timeout_s: t.Optional[float] = None, **optio
 
 
 def _bound_lock_waits(engine: sa.Engine, dialect: type["Dialect"], seconds: float) -> None:
-    if not dialect.lock_timeout_sql:
+    """Every new connection runs the dialect's session settings: the lock-wait bound, and
+    what else its database needs (``Dialect.session_sql``)."""
+    statements = list(dialect.session_sql)
+    if dialect.lock_timeout_sql:
+        statements.append(dialect.lock_timeout_sql.format(ms=max(1, round(seconds * 1000)), s=max(1, round(seconds))))
+    if not statements:
         return
-    statement = dialect.lock_timeout_sql.format(ms=max(1, round(seconds * 1000)), s=max(1, round(seconds)))
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # runs after the dialect's own connect settings
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(statement)
+            for statement in statements:
+                cursor.execute(statement)
         finally:
             cursor.close()
         dbapi_connection.commit()  # a session setting, not left inside an open transaction

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from pinnacle.backends.base import ListenerSpec
 from pinnacle.errors import ConfigError, NotFoundError
 from pinnacle.plugins.sql.schema import listener_tables
-from pinnacle.plugins.sql import inflight
+from pinnacle.plugins.sql import inflight, versions
 from pinnacle.plugins.sql.claims import claim
 from pinnacle.plugins.sql.pgvector import vector_type
 from pinnacle.plugins.sql.statements import chunks
@@ -162,11 +162,11 @@ class ListenerStorage:
             ):
                 yield src, float(stamp)
 
-    def outputs_version(self, spec: ListenerSpec) -> tuple[int, float]:
+    def outputs_version(self, spec: ListenerSpec) -> str:
+        """The token every commit that changes the outputs replaces (``versions.py``): one row read by key."""
         outputs, _, _ = self._tables_for(spec)
         with self.engine.connect() as conn:
-            count, latest = conn.execute(sa.select(sa.func.count(), sa.func.max(outputs.c._updated_at))).one()
-        return int(count), float(latest or 0.0)
+            return versions.read(conn, self._state_table, outputs.name)
 
     def queue_status(self, spec: ListenerSpec) -> dict[str, int]:
         outputs, queue, failed = self._tables_for(spec)

@@ -74,6 +74,8 @@ class Dialect:
     lock_timeout_setting: t.ClassVar[str] = ""
     lock_timeout_sql: t.ClassVar[str] = ""
     lock_timeout_codes: t.ClassVar[tuple] = ()
+    #: Statements every new connection runs first (session settings).
+    session_sql: t.ClassVar[tuple[str, ...]] = ()
     #: Whether DDL takes part in transactions (a failed ``CREATE``/``ALTER`` rolls back with the
     #: rest). MySQL/MariaDB: no, each commits on its own (see :meth:`ddl_guard`).
     transactional_ddl: t.ClassVar[bool] = True

@@ -172,3 +172,23 @@ def test_outside_writes_refresh_only_the_changed_rows(indexed, connect):
         assert "d07" not in [h["_id"] for h in hits] and len(hits) == 20 and read == []
     finally:
         backend.read_outputs = original
+
+
+def test_own_writes_need_no_rescan_of_the_outputs(indexed):
+    """A commit of this process brings its in-memory copy up to date by itself: the next
+    search reads neither the outputs nor their stamps back (only the version check)."""
+    indexed["docs"].like({"text": "warm up"}, vector_index="docs-idx", n=1)
+    backend = indexed.backend
+    scans: list = []
+    original_stamps, original_read = backend.output_stamps, backend.read_outputs
+    backend.output_stamps = lambda spec: scans.append("stamps") or original_stamps(spec)
+    backend.read_outputs = lambda spec, sources=None: scans.append("outputs") or original_read(spec, sources)
+    try:
+        text = "A lighthouse keeper counts the ships at dawn."
+        indexed["docs"].insert([{"_id": "own", "text": text, "topic": "sea"}])
+        indexed["docs"].update({"_id": "d05"}, {"text": "Changed by this process."})
+        assert indexed["docs"].like({"text": text}, vector_index="docs-idx", n=1)[0]["_id"] == "own"
+        assert indexed["docs"].like({"text": "Changed by this process."}, vector_index="docs-idx", n=1)[0]["_id"] == "d05"
+        assert scans == []
+    finally:
+        backend.output_stamps, backend.read_outputs = original_stamps, original_read
