@@ -107,9 +107,14 @@ $body$""",
         return insert(table)
 
     def upsert_outputs(self, conn, table, rows) -> None:
-        """``COPY`` (binary, psycopg 3) into a temporary staging table, then one
-        ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``: about twice as fast as executemany for
-        a batch. Small batches, other drivers and pgvector columns take the plain upsert."""
+        """Binary ``COPY`` (psycopg 3): straight into the outputs table when none of the batch's
+        sources has an output yet (a backfill, new rows: one index probe per key decides),
+        else into a temporary staging table and then one ``INSERT ... SELECT ... ON CONFLICT
+        DO UPDATE``. Both beat executemany by about two and three times for a batch. Small
+        batches, other drivers and pgvector columns take the plain upsert.
+
+        No other worker can write these sources' outputs meanwhile: the claim holds every
+        queue entry of each of them (``claims.py``)."""
         if len(rows) < COPY_MIN_ROWS or not self._copyable(table):
             return super().upsert_outputs(conn, table, rows)
         cursor = conn.connection.driver_connection.cursor()
@@ -117,17 +122,24 @@ $body$""",
             return super().upsert_outputs(conn, table, rows)
         q = self.quote
         names = ", ".join(q(c) for c in self.OUTPUT_COLUMNS)
-        stage, types = self._stage(conn, cursor, table)
-        with cursor.copy(f"COPY {stage} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+        key = self.OUTPUT_COLUMNS[0]
+        key_type = table.c[key].type.compile(dialect=conn.dialect)
+        cursor.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {q(table.name)} WHERE {q(key)} = ANY(%s::{key_type}[]))", ([r[0] for r in rows],)
+        )
+        exists = cursor.fetchone()[0]
+        target, types = self._stage(conn, cursor, table) if exists else (q(table.name), self._types(cursor, table, q(table.name)))
+        with cursor.copy(f"COPY {target} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(types)
             for row in rows:
                 copy.write_row(row)
         cursor.close()
-        update = ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in self.OUTPUT_COLUMNS[1:])
-        conn.exec_driver_sql(
-            f"INSERT INTO {q(table.name)} ({names}) SELECT {names} FROM {stage} "
-            f"ON CONFLICT ({q(self.OUTPUT_COLUMNS[0])}) DO UPDATE SET {update}"
-        )
+        if exists:
+            update = ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in self.OUTPUT_COLUMNS[1:])
+            conn.exec_driver_sql(
+                f"INSERT INTO {q(table.name)} ({names}) SELECT {names} FROM {target} "
+                f"ON CONFLICT ({q(key)}) DO UPDATE SET {update}"
+            )
 
     def _copyable(self, table: sa.Table) -> bool:
         """Output columns whose values psycopg writes in COPY's binary format as they come:
@@ -144,19 +156,28 @@ $body$""",
         """A temporary table like ``table`` on this connection, emptied at each commit, and the
         type oids of its output columns. Made when missing: a rolled-back transaction takes
         the table it made with it, so this checks every time (a catalogue lookup)."""
-        definition = tuple((c.name, str(c.type.compile(dialect=conn.dialect))) for c in table.c)
-        digest = hashlib.sha1(repr((table.name, definition)).encode()).hexdigest()[:16]
-        name = self.quote(f"_pinnacle_stage_{digest}")
+        name = self.quote(f"_pinnacle_stage_{self._digest(table)}")
         cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} (LIKE {self.quote(table.name)}) ON COMMIT DELETE ROWS")
+        return name, self._types(cursor, table, f"pg_temp.{name}")
+
+    def _types(self, cursor: t.Any, table: sa.Table, relation: str) -> list[int]:
+        """The type oids of the output columns of ``relation`` (``table`` or its staging table:
+        the same definition, so the same oids), looked up once per definition."""
+        digest = self._digest(table)
         oids = _STAGE_TYPES.get(digest)
         if oids is None:
             cursor.execute(
                 "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
-                (f"pg_temp.{name}",),
+                (relation,),
             )
             found = dict(cursor.fetchall())
             oids = _STAGE_TYPES[digest] = [int(found[c]) for c in self.OUTPUT_COLUMNS]
-        return name, oids
+        return oids
+
+    def _digest(self, table: sa.Table) -> str:
+        """A name for ``table``'s definition (its columns and their types)."""
+        definition = tuple((c.name, str(c.type.compile(dialect=self.engine.dialect))) for c in table.c)
+        return hashlib.sha1(repr((table.name, definition)).encode()).hexdigest()[:16]
 
 
 #: Type oids of the output columns of each staging table definition (builtin types: stable).
