@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 import time
 import typing as t
 
@@ -200,6 +201,10 @@ class SQLClaim(Claim):
         self.outputs_version: t.Optional[tuple[str, str]] = None
         # Without row locks (SQLite): the queue ids this claim holds in this process, until it ends.
         self._held, self._held_ids = held
+        # mark_in_flight may run in a timer thread (drain.py): it and the end of the claim
+        # (commit, release) take turns, and no record is made once the claim has ended.
+        self._lock = threading.RLock()
+        self._ended = False
 
     def _unhold(self) -> None:
         ids, self._held_ids = self._held_ids, []
@@ -209,8 +214,14 @@ class SQLClaim(Claim):
     def mark_in_flight(self) -> None:
         """Record these rows as in flight (``status()``): the model starts on them now. The
         record is made in a transaction of its own, so other processes see it while the model
-        runs; the commit removes it with the outputs (see ``inflight``). A drain that claims
-        ahead of its model calls this when the batch reaches the model, not when it is claimed."""
+        runs; the commit removes it with the outputs (see ``inflight``). A drain calls this once
+        its model has had the batch for ``drain.IN_FLIGHT_AFTER_S`` (a batch claimed ahead is
+        not in flight yet, and one computed sooner is done before anyone could see it)."""
+        with self._lock:
+            if not self._ended:
+                self._mark()
+
+    def _mark(self) -> None:
         if self._record is not None or not self.items:
             return
         backend = self.backend
@@ -220,6 +231,11 @@ class SQLClaim(Claim):
             )
 
     def release(self) -> None:
+        with self._lock:
+            self._ended = True
+            self._release()
+
+    def _release(self) -> None:
         conn, self._conn = self._conn, None
         try:
             if conn is not None:
@@ -235,9 +251,14 @@ class SQLClaim(Claim):
                     inflight.unregister(own, self.backend._claims_table, record)
 
     def commit(self, result: WorkResult) -> tuple[set, float]:
+        with self._lock:
+            self._ended = True
+            return self._commit(result)
+
+    def _commit(self, result: WorkResult) -> tuple[set, float]:
         now = time.time()
         if not self.items:
-            self.release()
+            self._release()
             return set(), now
         conn = self._conn
         if conn is None:  # SQLite: a fresh BEGIN IMMEDIATE transaction

@@ -100,6 +100,9 @@ def test_the_next_batch_is_claimed_while_the_model_runs(connect, raw_engine, mon
             while len(claims) < 2 and time.monotonic() < deadline:
                 time.sleep(0.01)
         ahead.append(len(claims))
+        deadline = time.monotonic() + 10  # a batch counts as in flight once the model has had it a while
+        while _open_claims(raw_engine) == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
         in_flight.append(_open_claims(raw_engine))
 
     PROBE = probe
@@ -186,3 +189,15 @@ def test_a_drain_over_an_in_memory_database_runs_in_one_thread():
     db["docs"].insert([{"_id": f"r{i:03d}", "text": _text(i)} for i in range(ROWS)])
     db.apply(pinnacle.Listener("emb", model=Probed(identifier="probe", dim=16), key="text", select="docs"))
     _check_exactly_once(db)
+
+
+def test_a_claim_that_ended_is_never_recorded_in_flight(connect, raw_engine):
+    """The drain records a batch as in flight from a timer thread; a timer that fires after
+    the batch's commit or release records nothing."""
+    db = _setup(connect)
+    spec = db.runtimes.drainer("emb").spec
+    released = db.backend.claim_work(spec, BATCH)
+    released.release()
+    released.mark_in_flight()
+    assert _open_claims(raw_engine) == 0 and db.status()["emb"]["in_flight"] == 0
+    assert db.status()["emb"]["pending"] == ROWS  # released: every row still queued
