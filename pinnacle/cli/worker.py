@@ -25,9 +25,12 @@ REMIND_S = 600.0
 __all__ = ["cmd_worker"]
 
 
-class _Stop(BaseException):
-    """Raised by the worker's signal handler; a BaseException, like KeyboardInterrupt, so that
-    no ``except Exception`` on the way (a model failure being isolated) takes it for a row's error."""
+class _Stop(KeyboardInterrupt):
+    """Raised by the worker's signal handler. Not an ``Exception``, so that no ``except
+    Exception`` on the way (a model failure being isolated) takes it for a row's error; a
+    ``KeyboardInterrupt``, so that a driver interrupted mid-statement treats it as Ctrl-C:
+    psycopg cancels the statement on the server instead of leaving the connection busy
+    (``ACTIVE``) for the pool to hand out again."""
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
