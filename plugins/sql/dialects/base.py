@@ -185,6 +185,20 @@ class Dialect:
         for part in chunks(rows, 500):
             self.upsert(conn, table, [dict(zip(names, row)) for row in part], "_source")
 
+    def _executemany_outputs(self, conn: sa.Connection, table: sa.Table, rows: t.Sequence[tuple], *,
+                             marker: str, on_conflict: str, assign: str) -> None:
+        """:meth:`upsert_outputs` as one statement the driver's executemany runs, with no
+        per-row work in SQLAlchemy: ``INSERT ... VALUES (marker, ...) on_conflict`` and
+        ``assign`` (``{c}``: a quoted column name) for each column but the key."""
+        q = self.quote
+        names = [q(c) for c in self.OUTPUT_COLUMNS]
+        update = ", ".join(assign.format(c=c) for c in names[1:])
+        conn.exec_driver_sql(
+            f"INSERT INTO {q(table.name)} ({', '.join(names)}) VALUES ({', '.join([marker] * len(names))}) "
+            f"{on_conflict} {update}",
+            list(rows),
+        )
+
     def _plain_outputs(self, table: sa.Table) -> bool:
         """Whether ``table``'s output columns take driver values as they are (no bind processing
         by a custom type, such as pgvector's): then rows can go to the driver directly."""

@@ -116,14 +116,7 @@ class MySQLDialect(Dialect):
             return
         if not self._plain_outputs(table) or conn.dialect.paramstyle not in ("format", "pyformat"):
             return super().upsert_outputs(conn, table, rows)
-        q = self.quote
-        names = self.OUTPUT_COLUMNS
-        update = ", ".join(f"{q(c)} = VALUES({q(c)})" for c in names[1:])
-        conn.exec_driver_sql(
-            f"INSERT INTO {q(table.name)} ({', '.join(q(c) for c in names)}) VALUES (%s, %s, %s, %s) "
-            f"ON DUPLICATE KEY UPDATE {update}",
-            list(rows),
-        )
+        self._executemany_outputs(conn, table, rows, marker="%s", on_conflict="ON DUPLICATE KEY UPDATE", assign="{c} = VALUES({c})")
 
     def delete_keys(self, conn, column, keys) -> None:
         if keys:

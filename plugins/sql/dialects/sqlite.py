@@ -142,14 +142,8 @@ class SQLiteDialect(Dialect):
             return
         if not self._plain_outputs(table):
             return super().upsert_outputs(conn, table, rows)
-        q = self.quote
-        names = self.OUTPUT_COLUMNS
-        update = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in names[1:])
-        conn.exec_driver_sql(
-            f"INSERT INTO {q(table.name)} ({', '.join(q(c) for c in names)}) VALUES (?, ?, ?, ?) "
-            f"ON CONFLICT ({q(names[0])}) DO UPDATE SET {update}",
-            list(rows),
-        )
+        key = self.quote(self.OUTPUT_COLUMNS[0])
+        self._executemany_outputs(conn, table, rows, marker="?", on_conflict=f"ON CONFLICT ({key}) DO UPDATE SET", assign="{c} = excluded.{c}")
 
     # -- locking --------------------------------------------------------------------------
     def select_for_update(self, conn, table, query, *, skip_locked, recheck=None):
