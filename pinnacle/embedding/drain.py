@@ -13,6 +13,7 @@ import numpy as np
 from pinnacle.backends.base import Claim, DataBackend, Failure, ListenerSpec, WorkItem, WorkResult
 from pinnacle.components.listener import Listener
 from pinnacle.embedding.encode import encode_batch
+from pinnacle.embedding.later import call_later
 from pinnacle.embedding.pipeline import run_pipelined
 from pinnacle.embedding.predict import PredictError, predict_isolating
 
@@ -181,17 +182,13 @@ class Drainer:
 
         A claim that can record its rows as being computed (``mark_in_flight``, SQL: for
         ``status()``'s ``in_flight``) does so once the model has had them for
-        :data:`IN_FLIGHT_AFTER_S`, from a timer thread. A batch done sooner is never recorded:
+        :data:`IN_FLIGHT_AFTER_S`, from pinnacle's timer thread (``later.py``). A batch done sooner is never recorded:
         no one could have seen it, and the record is a transaction of its own (on SQLite it
         waited for the write lock of the previous batch's commit: a third of a fast drain).
         """
         with self._model_lock:
             mark = getattr(claim, "mark_in_flight", None)
-            timer = None
-            if mark is not None:
-                timer = threading.Timer(IN_FLIGHT_AFTER_S, _mark_quietly, (mark, self.listener.identifier))
-                timer.daemon = True
-                timer.start()
+            timer = None if mark is None else call_later(IN_FLIGHT_AFTER_S, _mark_quietly, mark, self.listener.identifier)
             try:
                 return self._compute(claim.items)
             finally:
