@@ -181,18 +181,23 @@ class Datalayer:
         """Identifiers of the applied listeners."""
         return self.runtimes.names()
 
-    def drain(self, listener: t.Optional[str] = None, *, show_progress_bar: t.Optional[bool] = None) -> DrainStats:
+    def drain(
+        self, listener: t.Optional[str] = None, *, show_progress_bar: t.Optional[bool] = None,
+        on_batch: t.Optional[t.Callable[[int], None]] = None,
+    ) -> DrainStats:
         """Compute everything due for ``listener`` (all listeners by default).
 
         A listener whose model changed is built beside the serving version; when its last
-        row is computed it starts serving and the old outputs are dropped.
+        row is computed it starts serving and the old outputs are dropped. ``on_batch`` is
+        called with the row count of each batch once it has committed (in the thread that
+        committed it), so a caller sees progress even if a later batch then fails.
 
         Example:
             >>> ids = db["docs"].insert([{"text": "later"}], wait=False)
             >>> db.drain().outputs
             1
         """
-        return self.runtimes.drain(listener, show_progress_bar=show_progress_bar)
+        return self.runtimes.drain(listener, show_progress_bar=show_progress_bar, on_batch=on_batch)
 
     def backfill(
         self, listener: str, *, compute: t.Any = None, show_progress_bar: t.Optional[bool] = None, **options: t.Any

@@ -22,7 +22,7 @@ from pinnacle.embedding.drain import Drainer, DrainStats, OnCommit, RetryPolicy
 from pinnacle.embedding.jobs import latest_job
 from pinnacle.embedding.runtime import ListenerRuntime, serving_key
 from pinnacle.errors import NotFoundError, NotLoadableError
-from pinnacle.progress import progress_bar
+from pinnacle.progress import progress_bar, reporting
 
 logger = logging.getLogger("pinnacle.datalayer")
 
@@ -181,7 +181,10 @@ class Runtimes:
         chains.drain_downstream(self, drained)  # listeners reading their outputs (chunks -> vectors)
         self.skipped.wrote(table)  # listeners on it that this process cannot load: say once that rows wait
 
-    def drain(self, listener: t.Optional[str] = None, *, show_progress_bar: t.Optional[bool] = None) -> DrainStats:
+    def drain(
+        self, listener: t.Optional[str] = None, *, show_progress_bar: t.Optional[bool] = None,
+        on_batch: t.Optional[t.Callable[[int], None]] = None,
+    ) -> DrainStats:
         names = [listener] if listener else chains.upstream_first(self, self.names())
         total = DrainStats()
         if names:  # writes by other clients that no trigger saw (MongoDB)
@@ -190,7 +193,7 @@ class Runtimes:
             runtime = self.get(name)
             bar = progress_bar(total=runtime.pending(), desc=name, unit="row", show=show_progress_bar)
             with bar as progress, self.runs_here(runtime, reraise=bool(listener)):
-                total.add(runtime.drain(progress=progress))
+                total.add(runtime.drain(progress=reporting(progress, on_batch)))
         return total
 
     def jobs(self, listener: t.Optional[str] = None) -> dict[str, dict[str, t.Any]]:

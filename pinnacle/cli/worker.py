@@ -95,7 +95,9 @@ def _worker_loop(db: pinnacle.Datalayer, args: argparse.Namespace) -> int:
         while not stopped:
             start = time.perf_counter()
             try:
-                stats = db.drain(args.listener)
+                # A committed batch ends an outage even if a later one then fails: that
+                # failure is a new outage, and says so.
+                stats = db.drain(args.listener, on_batch=lambda _rows: outage.ended())
                 _report_not_loadable(db, args, skipped)
             except Exception as exc:  # noqa: BLE001 - a database outage is waited out, the rest raises
                 if not _is_outage(exc):

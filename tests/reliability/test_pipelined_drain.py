@@ -149,11 +149,13 @@ def test_a_failing_commit_leaves_every_later_batch_queued(connect, monkeypatch):
         return upsert(*args, **kwargs)
 
     monkeypatch.setattr(dialect, "upsert_outputs", failing)
+    reported: list[int] = []
     with pytest.raises(RuntimeError, match="the second commit fails"):
-        db.drain("emb")
+        db.drain("emb", on_batch=reported.append)
     status = db.status()["emb"]
     committed = status["outputs"] + status["failed"]
     assert 0 < committed < ROWS and status["pending"] == ROWS - committed and status["in_flight"] == 0
+    assert reported == [committed]  # the batch that committed was reported before the drain failed
     monkeypatch.undo()
     db.drain()
     _check_exactly_once(db)
