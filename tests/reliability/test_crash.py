@@ -22,8 +22,11 @@ from reliability.helpers import assert_exactly_once, child_env, hash_bytes, open
 from reliability.worker import text_of
 
 EXPECTED = hash_bytes(16)
-#: Seconds the model sleeps per batch: a drain of 100 rows in batches of 8 takes about a second.
+#: Seconds the model sleeps per batch: a drain of 100 rows in batches of 8 takes about 0.3 s.
 BATCH_SLEEP = 0.02
+#: Rows kept queued before each kill point: a drain of them (about a second) outlasts the
+#: kill's random delay (at most 0.9 s), so that most kills land in the middle of a drain.
+QUEUED = 300
 
 
 class Table:
@@ -60,7 +63,7 @@ def _kill_points(backend_uri, raw_engine, connect, procs, kills: int, seed: int)
     rng = random.Random(seed)
     db = connect()
     table = Table(db, rng)
-    table.insert(100)
+    table.insert(QUEUED)
     db.apply(pinnacle.Listener("emb", model=HashEmbed(identifier="hash", dim=16), key="text", select="docs"), wait=False)
     env = child_env(PINNACLE_TEST_BATCH_SLEEP=BATCH_SLEEP)
     killed = finished = tries = 0
@@ -92,8 +95,8 @@ def _kill_points(backend_uri, raw_engine, connect, procs, kills: int, seed: int)
         max_in_flight = max(max_in_flight, len(work["missing"] | work["stale"] | work["orphans"]))
         assert not work["lost"], f"after kill {killed}: rows neither right nor queued: {sorted(work['lost'])[:10]}"
         assert state["duplicates"] == 0
-        if len(state["queue"]) < 100:
-            table.insert(100)
+        if len(state["queue"]) < QUEUED:
+            table.insert(QUEUED - len(state["queue"]))
     # Restart: a fresh worker finishes the work.
     procs.cli("--db", backend_uri, "-q", "worker", "--once", name="restart").finish()
     counts = assert_exactly_once(read_state(raw_engine), EXPECTED)

@@ -18,7 +18,7 @@ def data():
     rng = np.random.default_rng(7)
     centres = rng.normal(size=(20, DIM))
     matrix = (centres[rng.integers(0, 20, 2000)] + 0.3 * rng.normal(size=(2000, DIM))).astype(np.float32)
-    return matrix, [f"id{i}" for i in range(2000)], rng
+    return matrix, [f"id{i}" for i in range(2000)], rng, centres
 
 
 def _pair(measure, matrix, ids, **options):
@@ -30,11 +30,13 @@ def _pair(measure, matrix, ids, **options):
 
 @pytest.mark.parametrize("measure", ["cosine", "dot", "l2"])
 def test_recall_and_scores_match_exact(data, measure):
-    matrix, ids, rng = data
+    matrix, ids, rng, centres = data
     approx, exact = _pair(measure, matrix, ids, ef_search=64)
     found = 0
     for _ in range(20):
-        q = rng.normal(size=DIM).astype(np.float32)
+        # A query near the data, as real queries are. (Far from every cluster, recall on this
+        # graph is 0.96 for l2 and 0.84 for dot, and moves with hnswlib's threaded inserts.)
+        q = (centres[rng.integers(0, 20)] + 0.3 * rng.normal(size=DIM)).astype(np.float32)
         got, want = approx.search(q, n=10), exact.search(q, n=10)
         found += len({i for i, _ in got} & {i for i, _ in want})
         scores = dict(want)
@@ -43,11 +45,11 @@ def test_recall_and_scores_match_exact(data, measure):
             if i in scores:
                 assert s == pytest.approx(scores[i], rel=1e-3, abs=1e-3)
     # inner product on unnormalised vectors is the hard case for a graph (see docs/search.md)
-    assert found / 200 >= (0.8 if measure == "dot" else 0.95)
+    assert found / 200 >= (0.9 if measure == "dot" else 0.97)
 
 
 def test_upsert_replaces_and_remove_drops(data):
-    matrix, ids, rng = data
+    matrix, ids, rng, _ = data
     approx, _ = _pair("cosine", matrix[:1500], ids[:1500])
     approx.upsert(ids[1500:], matrix[1500:])  # grows past its first capacity
     assert len(approx) == 2000
@@ -64,7 +66,7 @@ def test_upsert_replaces_and_remove_drops(data):
 @pytest.mark.parametrize("exact_within", [ann.EXACT_WITHIN, 10])  # scored exactly / searched in the graph
 def test_within_prefilters_and_still_returns_n(data, monkeypatch, exact_within):
     monkeypatch.setattr(ann, "EXACT_WITHIN", exact_within)
-    matrix, ids, rng = data
+    matrix, ids, rng, _ = data
     approx, exact = _pair("cosine", matrix, ids)
     allowed = set(ids[::9])
     for _ in range(5):
